@@ -1,0 +1,1 @@
+"""liquid-rl: liquid neural networks as control policies."""
