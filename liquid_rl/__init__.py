@@ -1,1 +1,17 @@
-"""liquid-rl: liquid neural networks as control policies."""
+"""liquid-rl: liquid neural networks (LTC, CfC, NCP, Liquid-S4) as control policies.
+
+The models are PyTorch modules with the constructor and ``forward`` of ncps.torch, so
+moving from ncps is a changed import::
+
+    from liquid_rl import LTC, CfC, wirings
+    rnn = LTC(20, wirings.AutoNCP(28, 4))
+    y, h = rnn(torch.randn(8, 50, 20))            # (B, T, I) -> (B, T, 4), (B, 28)
+"""
+
+from liquid_rl import wirings
+from liquid_rl.cfc import CfC, CfCCell, WiredCfCCell
+from liquid_rl.ltc import LTC, LTCCell, flush_denormals
+from liquid_rl.solvers import SOLVERS
+
+__all__ = ["LTC", "LTCCell", "CfC", "CfCCell", "WiredCfCCell", "wirings", "SOLVERS", "flush_denormals"]
+__version__ = "0.1.0"

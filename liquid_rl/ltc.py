@@ -1,0 +1,356 @@
+"""Liquid time-constant (LTC) cell and RNN, parameterised as ncps 1.0.1.
+
+Neuron j with state v_j (B, N) receives synapses from inputs and neurons:
+    s_ij = w_ij * sigmoid(sigma_ij * (v_i - mu_ij)) * mask_ij
+    cm_j dv_j/dt = gleak_j (vleak_j - v_j) + sum_i s_ij (erev_ij - v_j)
+Sensory synapses have the same form with the (affinely mapped) input x in place of v
+and are computed once per step. The outputs are the first ``motor`` neurons, mapped
+by a per-feature affine map.
+
+Parameter names, shapes and initial ranges equal ncps' (``from_ncps`` copies a
+state_dict as is). The default solver is ncps' fused semi-implicit Euler, run by a fused
+kernel (``ltc_fused``); ``solver="explicit" | "rk4"`` and ``fused=False`` use the generic
+solvers of ``liquid_rl.solvers`` with autograd.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from liquid_rl.ltc_fused import FusedSemiImplicitLTC
+from liquid_rl.sequence import LiquidSequence, LSTMCell
+from liquid_rl.solvers import get_solver
+from liquid_rl.wirings import FullyConnected, Wiring
+
+_INIT_RANGES = {
+    "gleak": (0.001, 1.0), "vleak": (-0.2, 0.2), "cm": (0.4, 0.6),
+    "w": (0.001, 1.0), "sigma": (3.0, 8.0), "mu": (0.3, 0.8),
+    "sensory_w": (0.001, 1.0), "sensory_sigma": (3.0, 8.0), "sensory_mu": (0.3, 0.8),
+}
+_MAPPINGS = ("affine", "linear", None)
+_flushed = False
+
+
+def flush_denormals() -> None:
+    """Flush denormal floats to zero on the CPU (once per process).
+
+    Saturated sigmoids in LTC synapses produce denormals that slow CPU arithmetic by
+    10-100x and carry no signal; LTC modules call this on their first CPU forward.
+    """
+    global _flushed
+    if not _flushed:
+        torch.set_flush_denormal(True)
+        _flushed = True
+
+
+def _uniform(shape: tuple[int, ...], name: str) -> Tensor:
+    lo, hi = _INIT_RANGES[name]
+    return torch.rand(*shape) * (hi - lo) + lo
+
+
+class LTCCell(nn.Module):
+    """One LTC step: ``forward(input (B, I), hx (B, N), elapsed_time=1.0) -> (output (B, O), hx (B, N))``.
+
+    Args:
+        wiring: the synapses (``liquid_rl.wirings``); built with ``in_features`` if given.
+        in_features: number of inputs I.
+        input_mapping, output_mapping: "affine" (scale and shift), "linear" (scale) or None.
+        ode_unfolds: solver sub-steps per step.
+        epsilon: added to the semi-implicit denominator.
+        implicit_param_constraints: keep w, sensory_w, cm, gleak positive with a softplus at
+            run time (True) or by clipping in :meth:`apply_weight_constraints` (False).
+        solver: "semi_implicit" (default, ncps'), "explicit" or "rk4".
+        fused: use the fused semi-implicit kernel (same numbers, faster); ignored by other solvers.
+        flush_denormal: on CPU, flush denormal floats to zero (see :func:`flush_denormals`).
+    """
+
+    def __init__(self, wiring: Wiring, in_features: int | None = None, input_mapping: str | None = "affine",
+                 output_mapping: str | None = "affine", ode_unfolds: int = 6, epsilon: float = 1e-8,
+                 implicit_param_constraints: bool = False, solver: str = "semi_implicit",
+                 fused: bool = True, flush_denormal: bool = True) -> None:
+        super().__init__()
+        if in_features is not None:
+            wiring.build(in_features)
+        if not wiring.is_built():
+            raise ValueError("The wiring has no input size: pass in_features or call wiring.build(input_dim)")
+        if input_mapping not in _MAPPINGS or output_mapping not in _MAPPINGS:
+            raise ValueError(f"input_mapping and output_mapping must be one of {_MAPPINGS}; "
+                             f"got {input_mapping!r}, {output_mapping!r}")
+        if int(ode_unfolds) < 1:
+            raise ValueError(f"ode_unfolds must be at least 1, got {ode_unfolds}")
+        self._solve = get_solver(solver)
+        self.solver = solver
+        self._wiring = wiring
+        self._input_mapping = input_mapping
+        self._output_mapping = output_mapping
+        self._ode_unfolds = int(ode_unfolds)
+        self._epsilon = float(epsilon)
+        self._implicit_param_constraints = implicit_param_constraints
+        self.fused = fused
+        self.flush_denormal = flush_denormal
+        N, I, O = wiring.units, wiring.input_dim, wiring.output_dim
+
+        self.gleak = nn.Parameter(_uniform((N,), "gleak"))
+        self.vleak = nn.Parameter(_uniform((N,), "vleak"))
+        self.cm = nn.Parameter(_uniform((N,), "cm"))
+        self.sigma = nn.Parameter(_uniform((N, N), "sigma"))
+        self.mu = nn.Parameter(_uniform((N, N), "mu"))
+        self.w = nn.Parameter(_uniform((N, N), "w"))
+        self.erev = nn.Parameter(torch.tensor(wiring.erev_initializer(), dtype=torch.float32))
+        self.sensory_sigma = nn.Parameter(_uniform((I, N), "sensory_sigma"))
+        self.sensory_mu = nn.Parameter(_uniform((I, N), "sensory_mu"))
+        self.sensory_w = nn.Parameter(_uniform((I, N), "sensory_w"))
+        self.sensory_erev = nn.Parameter(torch.tensor(wiring.sensory_erev_initializer(), dtype=torch.float32))
+        self.register_buffer("sparsity_mask", wiring.adjacency.clone())
+        self.register_buffer("sensory_sparsity_mask", wiring.sensory_adjacency.clone())
+        if input_mapping in ("affine", "linear"):
+            self.input_w = nn.Parameter(torch.ones(I))
+        if input_mapping == "affine":
+            self.input_b = nn.Parameter(torch.zeros(I))
+        if output_mapping in ("affine", "linear"):
+            self.output_w = nn.Parameter(torch.ones(O))
+        if output_mapping == "affine":
+            self.output_b = nn.Parameter(torch.zeros(O))
+        self._build_synapse_index()
+
+    # --- structure -------------------------------------------------------------------
+    @property
+    def state_size(self) -> int:
+        return self._wiring.units
+
+    @property
+    def sensory_size(self) -> int:
+        return self._wiring.input_dim
+
+    @property
+    def motor_size(self) -> int:
+        return self._wiring.output_dim
+
+    @property
+    def output_size(self) -> int:
+        return self.motor_size
+
+    @property
+    def wiring(self) -> Wiring:
+        return self._wiring
+
+    @property
+    def synapse_count(self) -> int:
+        return int(self.sparsity_mask.sum().item())
+
+    @property
+    def sensory_synapse_count(self) -> int:
+        return int(self.sensory_sparsity_mask.sum().item())
+
+    def _build_synapse_index(self) -> None:
+        """Group synapses by destination: ``_src`` (N, K) presynaptic neuron of the k-th
+        synapse into neuron j, ``_valid`` (N, K) 1 for real synapses, 0 for padding."""
+        mask = self.sparsity_mask.detach().cpu().numpy() != 0      # (src, dst)
+        N = mask.shape[0]
+        fanin = [np.flatnonzero(mask[:, j]) for j in range(N)]
+        K = max(1, max(len(f) for f in fanin))
+        src = np.zeros((N, K), dtype=np.int64)
+        valid = np.zeros((N, K), dtype=np.float32)
+        for j, f in enumerate(fanin):
+            src[j, :len(f)] = f
+            valid[j, :len(f)] = 1.0
+        device = self.sparsity_mask.device
+        self.register_buffer("_src", torch.from_numpy(src).to(device), persistent=False)
+        self.register_buffer("_src_flat", torch.from_numpy(src.reshape(-1)).to(device), persistent=False)
+        self.register_buffer("_valid", torch.from_numpy(valid).to(device, self.sparsity_mask.dtype), persistent=False)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._build_synapse_index()
+
+    def _positive(self, p: Tensor) -> Tensor:
+        return F.softplus(p) if self._implicit_param_constraints else p
+
+    def apply_weight_constraints(self) -> None:
+        """Clip w, sensory_w, cm and gleak at zero (only without implicit constraints);
+        call after each optimiser step, as with ncps."""
+        if not self._implicit_param_constraints:
+            with torch.no_grad():
+                for p in (self.w, self.sensory_w, self.cm, self.gleak):
+                    p.clamp_(min=0.0)
+
+    def time_constants(self, hx: Tensor, inputs: Tensor | None = None) -> Tensor:
+        """Effective time constant of each neuron, ``cm / g(v)`` (B, N), at state hx (B, N)
+        and, if given, input (B, I): the "liquid" time constant the network runs at."""
+        x = self._map_inputs(inputs) if inputs is not None else None
+        sa, sg = self._sensory(x) if x is not None else (0.0, 0.0)
+        _, g = self._recurrent_conductances(hx)
+        return self._positive(self.cm) / (self._positive(self.gleak) + sg + g)
+
+    # --- dynamics --------------------------------------------------------------------
+    def _map_inputs(self, x: Tensor) -> Tensor:
+        if self._input_mapping in ("affine", "linear"):
+            x = x * self.input_w
+        if self._input_mapping == "affine":
+            x = x + self.input_b
+        return x
+
+    def _map_outputs(self, v: Tensor) -> Tensor:
+        y = v[..., : self.motor_size] if self.motor_size < self.state_size else v
+        if self._output_mapping in ("affine", "linear"):
+            y = y * self.output_w
+        if self._output_mapping == "affine":
+            y = y + self.output_b
+        return y
+
+    def _sensory(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Sensory conductances for mapped inputs x (..., I) -> (a, g), each (..., N)."""
+        w = self._positive(self.sensory_w) * self.sensory_sparsity_mask
+        s = torch.sigmoid(self.sensory_sigma * (x.unsqueeze(-1) - self.sensory_mu))
+        return (s * (w * self.sensory_erev)).sum(-2), (s * w).sum(-2)
+
+    def _recurrent_conductances(self, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Dense recurrent conductances (the reference form) for v (B, N) -> (a, g)."""
+        w = self._positive(self.w) * self.sparsity_mask
+        s = torch.sigmoid(self.sigma * (v.unsqueeze(-1) - self.mu))
+        return (s * (w * self.erev)).sum(-2), (s * w).sum(-2)
+
+    def _synapse_tables(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Recurrent synapses by destination: sig, -sigma*mu, w*erev, w, each (N, K)."""
+        src = self._src
+        sig = torch.gather(self.sigma.t(), 1, src)
+        mu = torch.gather(self.mu.t(), 1, src)
+        w = torch.gather(self._positive(self.w).t(), 1, src) * self._valid
+        erev = torch.gather(self.erev.t(), 1, src)
+        return sig, -sig * mu, w * erev, w
+
+    # --- running ---------------------------------------------------------------------
+    def sequence(self, x: Tensor, h0: Tensor, elapsed: Tensor | None, keep: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Run over a time-major sequence.
+
+        Args:
+            x: (T, B, I) raw inputs; h0: (B, N); elapsed: (T, B, 1) or None (1.0 per step);
+            keep: (T, B, 1) factors applied to the state before each step (0 = reset) or None.
+        Returns:
+            (outputs (T, B, O), final state (B, N)).
+        """
+        if self.flush_denormal and x.device.type == "cpu":
+            flush_denormals()
+        T, B, _ = x.shape
+        U = self._ode_unfolds
+        if elapsed is None:
+            elapsed = x.new_ones((T, 1, 1))
+        xm = self._map_inputs(x)
+        sa, sg = self._sensory(xm)                                     # (T, B, N)
+        cm = self._positive(self.cm)
+        gleak = self._positive(self.gleak)
+        if self.solver == "semi_implicit" and self.fused:
+            h = elapsed / U
+            num0 = h * (gleak * self.vleak + sa)
+            den0 = cm + h * (gleak + sg + self._epsilon)
+            sig, nsmu, Ma, Mg = self._synapse_tables()
+            states = FusedSemiImplicitLTC.apply(h0, keep, num0, den0, h, cm, sig, nsmu, Ma, Mg,
+                                                self._src_flat, U)
+            return self._map_outputs(states), states[-1]
+        v = h0
+        outs = []
+        glvl = gleak * self.vleak
+        for t in range(T):
+            if keep is not None:
+                v = v * keep[t]
+
+            def conductances(state: Tensor, t: int = t) -> tuple[Tensor, Tensor]:
+                a, g = self._recurrent_conductances(state)
+                return a + glvl + sa[t], g + gleak + sg[t]
+
+            v = self._solve(v, conductances, cm, elapsed[t], U, self._epsilon)
+            outs.append(v)
+        states = torch.stack(outs)
+        return self._map_outputs(states), v
+
+    def forward(self, inputs: Tensor, states: Tensor, elapsed_time: Tensor | float = 1.0) -> tuple[Tensor, Tensor]:
+        """One step. inputs (B, I), states (B, N), elapsed_time scalar, (B,) or (B, 1)
+        -> (outputs (B, O), new state (B, N))."""
+        if inputs.dim() != 2 or inputs.shape[1] != self.sensory_size:
+            raise ValueError(f"LTCCell input must have shape (B, {self.sensory_size}); got {tuple(inputs.shape)}")
+        if states.shape != (inputs.shape[0], self.state_size):
+            raise ValueError(f"LTCCell state must have shape ({inputs.shape[0]}, {self.state_size}); "
+                             f"got {tuple(states.shape)}")
+        B = inputs.shape[0]
+        e = torch.as_tensor(elapsed_time, dtype=inputs.dtype, device=inputs.device)
+        e = e.reshape(1, 1, 1) if e.numel() == 1 else e.reshape(1, B, 1)
+        y, h = self.sequence(inputs.unsqueeze(0), states, e)
+        return y[0], h
+
+
+class LTC(LiquidSequence):
+    """Liquid time-constant RNN over sequences; a drop-in for ``ncps.torch.LTC``.
+
+    Args:
+        input_size: number of input features I.
+        units: number of neurons (fully connected) or a :class:`~liquid_rl.wirings.Wiring`.
+        return_sequences: return outputs for every step (B, T, O) or the last (B, O).
+        batch_first: (B, T, I) input if True, (T, B, I) if False.
+        mixed_memory: add an LSTM memory cell in front of the LTC (state is (h, c)).
+        input_mapping, output_mapping, ode_unfolds, epsilon, implicit_param_constraints:
+            as :class:`LTCCell` (implicit constraints default to True, as in ncps' LTC).
+        solver: "semi_implicit" | "explicit" | "rk4".
+        fused: use the fused semi-implicit kernel.
+
+    ``forward(input, hx=None, timespans=None, resets=None) -> (output, hx)``; see
+    :meth:`liquid_rl.sequence.LiquidSequence.forward` for the accepted shapes.
+    """
+
+    def __init__(self, input_size: int, units: int | Wiring, return_sequences: bool = True,
+                 batch_first: bool = True, mixed_memory: bool = False, input_mapping: str | None = "affine",
+                 output_mapping: str | None = "affine", ode_unfolds: int = 6, epsilon: float = 1e-8,
+                 implicit_param_constraints: bool = True, solver: str = "semi_implicit",
+                 fused: bool = True) -> None:
+        super().__init__()
+        wiring = units if isinstance(units, Wiring) else FullyConnected(int(units))
+        self.input_size = int(input_size)
+        self.wiring_or_units = units
+        self.batch_first = batch_first
+        self.return_sequences = return_sequences
+        self.rnn_cell = LTCCell(wiring, in_features=self.input_size, input_mapping=input_mapping,
+                                output_mapping=output_mapping, ode_unfolds=ode_unfolds, epsilon=epsilon,
+                                implicit_param_constraints=implicit_param_constraints, solver=solver,
+                                fused=fused)
+        self._wiring = wiring
+        self.use_mixed = mixed_memory
+        if mixed_memory:
+            self.lstm = LSTMCell(self.input_size, self.state_size)
+
+    @property
+    def state_size(self) -> int:
+        return self._wiring.units
+
+    @property
+    def sensory_size(self) -> int:
+        return self._wiring.input_dim
+
+    @property
+    def motor_size(self) -> int:
+        return self._wiring.output_dim
+
+    @property
+    def output_size(self) -> int:
+        return self.motor_size
+
+    @property
+    def wiring(self) -> Wiring:
+        return self._wiring
+
+    @property
+    def synapse_count(self) -> int:
+        return self.rnn_cell.synapse_count
+
+    @property
+    def sensory_synapse_count(self) -> int:
+        return self.rnn_cell.sensory_synapse_count
+
+    def _run(self, x: Tensor, h0: Tensor, elapsed: Tensor | None, keep: Tensor | None) -> tuple[Tensor, Tensor]:
+        return self.rnn_cell.sequence(x, h0, elapsed, keep)
+
+    def _step(self, x: Tensor, h: Tensor, elapsed: Tensor | float) -> tuple[Tensor, Tensor]:
+        return self.rnn_cell(x, h, elapsed)
