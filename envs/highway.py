@@ -24,7 +24,8 @@ Differences from calling ``gymnasium.make("lane-keeping-v0")`` directly, and why
   sine lane lasts about 45 s at 10 Hz). ``offroad_termination=True`` also ends an
   episode once the car is more than half a lane width off the lane centre.
 - ``LaneKeepingEnv.__init__`` does not accept ``render_mode``; we set it afterwards.
-  Rendering uses pygame offscreen (``SDL_VIDEODRIVER=dummy`` unless already set).
+  Rendering draws offscreen with pygame (``SDL_VIDEODRIVER=dummy`` unless set; highway-env
+  would draw nothing under the dummy driver, we switch its drawing back on).
 - highway-env is imported when the environment is created, not when
   ``liquid_rl.envs`` is imported.
 """
@@ -167,9 +168,17 @@ class HighwayLaneKeepingEnv(gym.Env):
                 'use gymnasium.make(..., render_mode="rgb_array")'
             )
             return None
+        env = self._env
+        if env.viewer is None:
+            from highway_env.envs.common.graphics import EnvViewer
+
+            env.viewer = EnvViewer(env)
+        # highway-env skips all drawing when SDL_VIDEODRIVER is "dummy", although its
+        # offscreen rendering draws on plain surfaces and needs no video device.
+        env.viewer.enabled = True
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return self._env.render()
+            return env.render()
 
     def close(self) -> None:
         self._env.close()

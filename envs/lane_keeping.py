@@ -309,6 +309,8 @@ class LaneKeepingEnv(gym.Env):
         assert road is not None
         kl = road.kappa_list
         inv_ds = road.inv_ds
+        off = road.offset
+        s_min = 1.0 - road.behind  # keep a reversing car on the sampled road
         v = self._v
         lf, lr = self._lf, self._lr
         tan_d = math.tan(delta)
@@ -318,7 +320,7 @@ class LaneKeepingEnv(gym.Env):
         h = dt / n
         s, e, psi = self._s, self._e, self._psi
         for _ in range(n):
-            k1 = kl[int(s * inv_ds)]
+            k1 = kl[int(s * inv_ds + off)]
             a = psi + beta
             den = 1.0 - k1 * e
             if den < 0.1:  # far outside any road: keep the coordinates defined
@@ -329,7 +331,7 @@ class LaneKeepingEnv(gym.Env):
             sm = s + 0.5 * h * sd
             em = e + 0.5 * h * ed
             pm = psi + 0.5 * h * pd
-            k2 = kl[int(sm * inv_ds)] if sm > 0.0 else kl[0]
+            k2 = kl[int(sm * inv_ds + off)] if sm > s_min else kl[0]
             a = pm + beta
             den = 1.0 - k2 * em
             if den < 0.1:
@@ -338,8 +340,8 @@ class LaneKeepingEnv(gym.Env):
             s += h * sd
             e += h * v * math.sin(a)
             psi += h * (yaw_rate - k2 * sd)
-            if s < 0.0:  # reversing past the start: stay on the sampled road
-                s = 0.0
+            if s < s_min:
+                s = s_min
         # Wrap the heading error to [-pi, pi).
         if psi >= math.pi or psi < -math.pi:
             psi = (psi + math.pi) % (2.0 * math.pi) - math.pi
@@ -351,12 +353,12 @@ class LaneKeepingEnv(gym.Env):
         assert road is not None
         kl = road.kappa_list
         inv_ds = road.inv_ds
-        s = self._s
+        base = self._s * inv_ds + road.offset
         e = self._e / self.half_width
         e = -2.0 if e < -2.0 else (2.0 if e > 2.0 else e)
         out = [e, self._psi, self._v / self.config["speed"]]
         for d in self._preview_offsets:
-            k = kl[int((s + d) * inv_ds)] * CURVATURE_SCALE
+            k = kl[int(base + d * inv_ds)] * CURVATURE_SCALE
             out.append(-3.0 if k < -3.0 else (3.0 if k > 3.0 else k))
         return out
 

@@ -68,9 +68,9 @@ class RoadCamera:
         height: int,
         width: int,
         view: str = "first_person",
-        camera_height: float = 1.4,
-        camera_pitch: float = 0.25,
-        fov: float = 90.0,
+        camera_height: float = 2.0,
+        camera_pitch: float = 0.15,
+        fov: float = 60.0,
         view_distance: float = 50.0,
         top_down_size: float = 24.0,
         half_width: float = 2.0,
@@ -161,9 +161,9 @@ class LaneKeepingPixelsEnv(LaneKeepingEnv):
                 "image_height": 64,
                 "image_width": 64,
                 "view": "first_person",  # or "top_down"
-                "camera_height": 1.4,  # [m]
-                "camera_pitch": 0.25,  # [rad] down
-                "fov": 90.0,  # [deg] horizontal
+                "camera_height": 2.0,  # [m]
+                "camera_pitch": 0.15,  # [rad] down
+                "fov": 60.0,  # [deg] horizontal
                 "view_distance": 50.0,  # [m]
                 "top_down_size": 24.0,  # [m]
             }

@@ -9,9 +9,12 @@ heading of the road is continuous. The centreline is sampled every ``ds`` metres
 - ``theta``  (n,) heading of the road [rad]
 - ``x, y``   (n,) position of the centreline [m]
 
-The car is simulated in road (Frenet) coordinates (arc length ``s``, lateral offset
-``e``), which needs only ``kappa(s)``; the world positions are needed for drawing.
-The road grows on demand (``ensure``), so any episode length and time step work.
+Sample ``i`` is at arc length ``s_i = i * ds - behind``: the road starts with a straight
+of ``behind`` metres before ``s = 0``, where the car starts, so that there is road
+behind the car to draw. The car is simulated in road (Frenet) coordinates (arc length
+``s``, lateral offset ``e``), which needs only ``kappa(s)``; the world positions are
+needed for drawing. The road grows on demand (``ensure``), so any episode length and
+time step work.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class RoadParams:
     """How random roads are drawn (see ``LaneKeepingEnv.default_config``)."""
 
     ds: float = 0.25
+    behind: float = 30.0
     lead_in: float = 20.0
     segment_length: tuple[float, float] = (20.0, 80.0)
     gentle_radius: tuple[float, float] = (60.0, 200.0)
@@ -66,6 +70,12 @@ class Road:
         #: a few times per step.
         self.kappa_list: list[float] = [0.0]
         self._first = True
+        #: index of the sample at s = 0, and the same as a float for fast lookups
+        self.i0 = self._n(params.behind) if params.behind > 0 else 0
+        self.offset = float(self.i0)
+        self.behind = self.i0 * self.ds
+        if self.i0 > 0:
+            self._append(np.zeros(self.i0))
         if self._profile is None and params.lead_in > 0:
             self._append(np.zeros(self._n(params.lead_in)))
         self.ensure(200.0)
@@ -124,7 +134,7 @@ class Road:
         self.theta = np.concatenate((self.theta, theta))
         self.x = np.concatenate((self.x, x))
         self.y = np.concatenate((self.y, y))
-        self.s = np.arange(len(self.kappa)) * self.ds
+        self.s = np.arange(len(self.kappa)) * self.ds - self.behind
         self.kappa_list.extend(kappa_new.tolist())
 
     def ensure(self, s_max: float) -> None:
@@ -134,20 +144,18 @@ class Road:
 
     @property
     def length(self) -> float:
-        """Arc length of the sampled part [m]."""
-        return (len(self.kappa) - 1) * self.ds
+        """Arc length of the sampled part ahead of ``s = 0`` [m]."""
+        return (len(self.kappa) - 1) * self.ds - self.behind
 
     # ---------------------------------------------------------------------- queries
     def curvature(self, s: float) -> float:
         """Curvature at arc length ``s`` (the sample at or before it)."""
-        i = int(s * self.inv_ds)
-        if i < 0:
-            return self.kappa_list[0]
-        return self.kappa_list[i]
+        i = int(s * self.inv_ds + self.offset)
+        return self.kappa_list[min(max(i, 0), len(self.kappa_list) - 1)]
 
     def pose(self, s: float, e: float) -> tuple[float, float, float]:
         """World ``(x, y, road heading)`` of the point at arc length ``s``, offset ``e``."""
-        f = s * self.inv_ds
+        f = s * self.inv_ds + self.offset
         i = min(max(int(f), 0), len(self.kappa) - 2)
         t = f - i
         x = self.x[i] + t * (self.x[i + 1] - self.x[i])
@@ -158,8 +166,8 @@ class Road:
     def window(self, s_lo: float, s_hi: float, spacing: float) -> np.ndarray:
         """Indices of samples every ``spacing`` metres in ``[s_lo, s_hi]`` (clipped)."""
         step = max(1, int(round(spacing * self.inv_ds)))
-        i0 = max(0, int(s_lo * self.inv_ds))
-        i1 = min(len(self.kappa) - 1, int(math.ceil(s_hi * self.inv_ds)))
+        i0 = max(0, int(s_lo * self.inv_ds + self.offset))
+        i1 = min(len(self.kappa) - 1, int(math.ceil(s_hi * self.inv_ds + self.offset)))
         return np.arange(i0, i1 + 1, step)
 
 
