@@ -1,0 +1,192 @@
+"""LTC and CfC: shapes, elapsed times, resets, dtypes, step API, errors, fused kernel."""
+
+import pytest
+import torch
+
+from liquid_rl import CfC, CfCCell, LTC, LTCCell, WiredCfCCell, wirings
+
+MODELS = {
+    "ltc": lambda: LTC(5, 8),
+    "ltc_ncp": lambda: LTC(5, wirings.AutoNCP(12, 2)),
+    "ltc_mixed": lambda: LTC(5, 8, mixed_memory=True),
+    "cfc": lambda: CfC(5, 8),
+    "cfc_ncp": lambda: CfC(5, wirings.AutoNCP(12, 2)),
+    "cfc_pure": lambda: CfC(5, 8, mode="pure"),
+}
+
+
+def _state(h):
+    return h[0] if isinstance(h, tuple) else h
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_output_shapes(name):
+    torch.manual_seed(0)
+    m = MODELS[name]()
+    y, h = m(torch.randn(3, 7, 5))
+    assert y.shape == (3, 7, m.output_size)
+    assert _state(h).shape == (3, m.state_size)
+    m.batch_first = False
+    y2, _ = m(torch.randn(7, 3, 5))
+    assert y2.shape == (7, 3, m.output_size)
+    m.return_sequences = False
+    y3, _ = m(torch.randn(7, 3, 5))
+    assert y3.shape == (3, m.output_size)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_timespan_forms_agree(name):
+    """scalar, (B,), (B, T) and (B, T, 1) describe the same elapsed times."""
+    torch.manual_seed(0)
+    m = MODELS[name]()
+    x = torch.randn(4, 6, 5)
+    per_sample = torch.tensor([0.5, 1.0, 2.0, 0.1])
+    y_b, _ = m(x, timespans=per_sample)
+    y_bt, _ = m(x, timespans=per_sample[:, None].expand(4, 6))
+    y_bt1, _ = m(x, timespans=per_sample[:, None, None].expand(4, 6, 1))
+    torch.testing.assert_close(y_b, y_bt)
+    torch.testing.assert_close(y_b, y_bt1)
+    # Each sample alone with its scalar elapsed time gives the same rows.
+    for i in range(4):
+        y_i, _ = m(x[i: i + 1], timespans=float(per_sample[i]))
+        torch.testing.assert_close(y_b[i: i + 1], y_i, atol=1e-6, rtol=1e-5)
+    # Unit timespans equal the default.
+    torch.testing.assert_close(m(x, timespans=1.0)[0], m(x)[0])
+    # Elapsed time matters.
+    assert (y_b[0] - m(x[:1], timespans=3.0)[0][0]).abs().max() > 1e-4
+
+
+def test_ncps_per_sample_timespan_bug_is_fixed():
+    """ncps squeezes (B, T) timespans to (B,) per step and broadcasts them against the
+    neurons, which fails or mixes samples; ours matches per-sample runs (above)."""
+    import ncps.torch as nt
+
+    torch.manual_seed(0)
+    ref = nt.LTC(5, 8)
+    x = torch.randn(4, 6, 5)
+    with pytest.raises(RuntimeError):
+        ref(x, timespans=torch.rand(4, 6))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_resets_equal_new_sequence(name):
+    torch.manual_seed(0)
+    m = MODELS[name]()
+    x = torch.randn(2, 9, 5)
+    resets = torch.zeros(2, 9, dtype=torch.bool)
+    resets[0, 4] = True
+    y, _ = m(x, resets=resets)
+    y_tail, _ = m(x[:1, 4:])
+    torch.testing.assert_close(y[0, 4:], y_tail[0], atol=1e-6, rtol=1e-5)
+    y_plain, _ = m(x)
+    torch.testing.assert_close(y[1], y_plain[1])
+    assert (y[0, 4:] - y_plain[0, 4:]).abs().max() > 1e-5
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_float64(name):
+    torch.manual_seed(0)
+    m = MODELS[name]().double()
+    y, h = m(torch.randn(2, 5, 5, dtype=torch.float64), timespans=torch.rand(2, 5, dtype=torch.float64))
+    assert y.dtype == torch.float64 and _state(h).dtype == torch.float64
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", list(MODELS))
+def test_cuda_matches_cpu(name):
+    torch.manual_seed(0)
+    m = MODELS[name]()
+    x = torch.randn(3, 7, 5)
+    y_cpu, _ = m(x)
+    y_gpu, _ = m.cuda()(x.cuda())
+    torch.testing.assert_close(y_gpu.cpu(), y_cpu, atol=1e-5, rtol=1e-4)
+
+
+def test_cells_one_step_with_state():
+    torch.manual_seed(0)
+    wiring = wirings.AutoNCP(12, 2)
+    wiring.build(5)
+    for cell in (LTCCell(wirings.FullyConnected(8), in_features=5), CfCCell(5, 8), WiredCfCCell(5, wiring)):
+        h = torch.zeros(3, cell.state_size)
+        x = torch.randn(3, 5)
+        y, h1 = cell(x, h, 1.0)
+        assert h1.shape == (3, cell.state_size) and y.shape[0] == 3
+        y2, _ = cell(x, h1, torch.full((3, 1), 0.5))
+        assert not torch.allclose(y, y2)
+
+
+@pytest.mark.parametrize("unfolds", [1, 6])
+@pytest.mark.parametrize("wiring", ["full", "ncp"])
+def test_fused_kernel_matches_generic_with_gradients(unfolds, wiring):
+    torch.manual_seed(0)
+    w = wirings.FullyConnected(8) if wiring == "full" else wirings.AutoNCP(12, 2)
+    fused = LTC(5, w, ode_unfolds=unfolds).double()
+    generic = LTC(5, w, ode_unfolds=unfolds, fused=False).double()
+    generic.load_state_dict(fused.state_dict())
+    x = torch.randn(3, 6, 5, dtype=torch.float64)
+    ts = torch.rand(3, 6, dtype=torch.float64) + 0.1
+    resets = torch.zeros(3, 6, dtype=torch.bool)
+    resets[1, 2] = True
+    h0 = torch.randn(3, w.units, dtype=torch.float64) * 0.3
+    y1, h1 = fused(x, h0, timespans=ts, resets=resets)
+    y2, h2 = generic(x, h0, timespans=ts, resets=resets)
+    torch.testing.assert_close(y1, y2)
+    torch.testing.assert_close(h1, h2)
+    (y1.square().sum() + h1.sum()).backward()
+    (y2.square().sum() + h2.sum()).backward()
+    for (name, p1), p2 in zip(fused.named_parameters(), generic.parameters()):
+        torch.testing.assert_close(p1.grad, p2.grad, msg=name)
+
+
+def test_fused_kernel_gradcheck():
+    torch.manual_seed(0)
+    m = LTC(3, wirings.AutoNCP(6, 1), ode_unfolds=2).double()
+    x = torch.randn(2, 3, 3, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(2, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, h: m(x, h)[0], (x, h0))
+
+
+def test_every_parameter_gets_gradient():
+    torch.manual_seed(0)
+    for m in (LTC(5, wirings.AutoNCP(12, 2)), CfC(5, 8), CfC(5, wirings.AutoNCP(12, 2)), LTC(5, 6, mixed_memory=True)):
+        y, _ = m(torch.randn(2, 4, 5))
+        y.square().sum().backward()
+        for name, p in m.named_parameters():
+            if p.requires_grad:
+                assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda m: m(torch.randn(2, 4, 6)), r"input_size=5"),
+    (lambda m: m(torch.randn(4)), r"\(B, T, 5\)"),
+    (lambda m: m(torch.randn(2, 4, 5), torch.zeros(3, 8)), r"hx must have shape \(2, 8\)"),
+    (lambda m: m(torch.randn(2, 4, 5), timespans=torch.ones(3, 4)), r"timespans must be"),
+    (lambda m: m(torch.randn(2, 4, 5), resets=torch.zeros(4, 2, dtype=torch.bool)), r"resets must be"),
+])
+@pytest.mark.parametrize("make", [lambda: LTC(5, 8), lambda: CfC(5, 8)])
+def test_bad_shapes_raise_value_error(make, call, match):
+    with pytest.raises(ValueError, match=match):
+        call(make())
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: LTC(5, 8, solver="dopri5"), "Unknown solver"),
+    (lambda: CfC(5, 8, mode="fast"), "Unknown CfC mode"),
+    (lambda: CfC(5, 8, activation="swish"), "Unknown backbone activation"),
+    (lambda: CfC(5, wirings.AutoNCP(12, 2), backbone_units=64), "wiring"),
+    (lambda: LTC(5, 8, ode_unfolds=0), "ode_unfolds"),
+    (lambda: LTC(5, 8, mixed_memory=True)(torch.randn(2, 3, 5), torch.zeros(2, 8)), r"tuple \(h, c\)"),
+])
+def test_bad_arguments(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_time_constants_are_positive_and_input_dependent():
+    torch.manual_seed(0)
+    cell = LTC(5, 8).rnn_cell
+    h = torch.zeros(4, 8)
+    tau_a = cell.time_constants(h, torch.zeros(4, 5))
+    tau_b = cell.time_constants(h, torch.full((4, 5), 3.0))
+    assert tau_a.shape == (4, 8) and (tau_a > 0).all()
+    assert not torch.allclose(tau_a, tau_b)
