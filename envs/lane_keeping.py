@@ -412,13 +412,13 @@ class LaneKeepingEnv(gym.Env):
         reach = 0.75 * extent
         idx = road.window(self._s - reach, self._s + reach, spacing)
         u, v, tu, tv, kappa = road_frame(road, idx, cx, cy, 0.0)
-        pts = np.stack((pu, pv), axis=1).astype(np.float32)
+        pts = np.array((pu, pv), dtype=np.float32)
         hw = self.half_width
         img = np.empty((size * size, 3), dtype=np.uint8)
         img[:] = (70, 140, 60)  # grass
         for start in range(0, size * size, 16384):  # chunks bound the (N, M) buffer
             sl = slice(start, start + 16384)
-            off, valid = lateral_offsets(pts[sl], u, v, tu, tv, kappa, spacing)
+            off, valid = lateral_offsets(pts[:, sl], u, v, tu, tv, kappa, spacing)
             a = np.abs(off)
             on = valid & (a <= hw)
             part = img[sl]

@@ -120,7 +120,8 @@ class RoadCamera:
         else:
             raise ValueError(f"RoadCamera: unknown view {view!r}")
         self._base_labels = labels
-        self._pts = np.stack((self._pu, self._pv), axis=1).astype(np.float32)
+        #: ground points of the drawn pixels, (2, N) float32: forward row, left row
+        self._pts = np.array((self._pu, self._pv), dtype=np.float32)
         self._car_mask: np.ndarray | None = None
         if view == "top_down":
             car = (np.abs(self._pu) <= 2.25) & (np.abs(self._pv) <= 0.9)
@@ -131,20 +132,29 @@ class RoadCamera:
         idx = road.window(s - self.reach_behind - self.spacing,
                           s + self.reach_ahead + self.spacing, self.spacing)
         u, v, tu, tv, kappa = road_frame(road, idx, x, y, heading)
-        pu, pv = self._pu, self._pv
-        off, valid = lateral_offsets(self._pts, u, v, tu, tv, kappa, self.spacing)
+        pts = self._pts
+        off, valid = lateral_offsets(pts, u, v, tu, tv, kappa, self.spacing)
         # Grass checker fixed to the world (2 m cells): world point = car + R(heading) p.
-        c, sn = math.cos(heading), math.sin(heading)
-        wx = (x + pu * c - pv * sn) * 0.5
-        wy = (y + pu * sn + pv * c) * 0.5
-        lab = GRASS_A + ((np.floor(wx) + np.floor(wy)).astype(np.intp) & 1)
-        a = np.abs(off)
-        hw = self.half_width
-        lab[valid & (a <= hw)] = ROAD
-        lab[valid & (a <= hw) & (a > hw - self.line_width)] = LINE
+        c, sn = 0.5 * math.cos(heading), 0.5 * math.sin(heading)
+        wx = pts[0] * c
+        wx -= pts[1] * sn
+        wx += 0.5 * x
+        wy = pts[0] * sn
+        wy += pts[1] * c
+        wy += 0.5 * y
+        np.floor(wx, out=wx)
+        np.floor(wy, out=wy)
+        wx += wy
+        lab = wx.astype(np.intp)
+        lab &= 1
+        lab += GRASS_A
+        np.abs(off, out=off)
+        road_px = valid & (off <= self.half_width)
+        lab[road_px] = ROAD
+        lab[road_px & (off > self.half_width - self.line_width)] = LINE
         labels = self._base_labels.copy()
         labels[self._idx] = lab
-        img = PALETTE[labels]
+        img = np.take(PALETTE, labels, axis=0)  # faster than PALETTE[labels]
         if self._car_mask is not None:
             img[self._car_mask] = (200, 30, 30)
         return img.reshape(self.height, self.width, 3)

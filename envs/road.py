@@ -74,11 +74,11 @@ class Road:
         self.i0 = self._n(params.behind) if params.behind > 0 else 0
         self.offset = float(self.i0)
         self.behind = self.i0 * self.ds
-        if self.i0 > 0:
-            self._append(np.zeros(self.i0))
+        first = [np.zeros(self.i0)] if self.i0 > 0 else []
         if self._profile is None and params.lead_in > 0:
-            self._append(np.zeros(self._n(params.lead_in)))
-        self.ensure(200.0)
+            first.append(np.zeros(self._n(params.lead_in)))
+        self._cum_probs = np.cumsum(np.asarray(params.segment_probs, dtype=float)).tolist()
+        self._grow(200.0, first)
 
     # ------------------------------------------------------------------ generation
     def _n(self, length: float) -> int:
@@ -96,7 +96,9 @@ class Road:
             self._last_kappa = 0.0
             return np.zeros(self._n(100.0))
         rng = self._rng
-        kind = SEGMENT_KINDS[int(rng.choice(3, p=np.asarray(p.segment_probs, float)))]
+        u = rng.random()  # (Generator.choice with p= is slow)
+        c = self._cum_probs
+        kind = SEGMENT_KINDS[0 if u < c[0] else (1 if u < c[1] else 2)]
         length = float(rng.uniform(*p.segment_length))
         if kind == "straight":
             kappa = 0.0
@@ -137,10 +139,21 @@ class Road:
         self.s = np.arange(len(self.kappa)) * self.ds - self.behind
         self.kappa_list.extend(kappa_new.tolist())
 
+    def _grow(self, s_max: float, pieces: list[np.ndarray]) -> None:
+        # One concatenation for all new segments: appending is the costly part.
+        n_total = len(self.kappa) + sum(len(p) for p in pieces)
+        n_need = (s_max + self.behind) * self.inv_ds + 1
+        while n_total < n_need:
+            seg = self._next_segment()
+            pieces.append(seg)
+            n_total += len(seg)
+        if pieces:
+            self._append(np.concatenate(pieces))
+
     def ensure(self, s_max: float) -> None:
         """Make sure that the road is sampled at least up to arc length ``s_max``."""
-        while self.length < s_max:
-            self._append(self._next_segment())
+        if self.length < s_max:
+            self._grow(s_max, [])
 
     @property
     def length(self) -> float:
@@ -205,28 +218,27 @@ def lateral_offsets(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Signed lateral offset of points from a sampled centreline, and a validity mask.
 
-    ``pts`` (N, 2) are points (forward, left) and ``u, v, tu, tv, kappa`` (M,) the
-    centreline samples, their unit tangents and curvatures, in the same frame (float32
-    is fastest). Each point is taken relative to its nearest sample (along ``a``, across
-    ``b``); the offset from an arc of the sample's curvature is ``b - kappa a^2 / 2``
-    to second order, so samples a few metres apart give centimetre accuracy.
-    The nearest sample minimises ``|c|^2 - 2 p.c``, an (N, 2) @ (2, M) product, which
-    is much cheaper than forming all the differences.
+    ``pts`` (2, N) holds the points (forward row, left row) and ``u, v, tu, tv, kappa``
+    (M,) the centreline samples, their unit tangents and curvatures, in the same frame
+    (float32 is fastest). Each point is taken relative to its nearest sample (along
+    ``a``, across ``b``); the offset from an arc of the sample's curvature is
+    ``b - kappa a^2 / 2`` to second order, so samples a few metres apart give
+    centimetre accuracy. The nearest sample minimises ``|c|^2 - 2 p.c``, an
+    (N, 2) @ (2, M) product, which is much cheaper than forming all the differences.
 
     Returns ``(offset, valid)``, each (N,); ``valid`` is False for points that project
     beyond the ends of the sampled window (they are not beside this piece of road).
     """
-    cen = np.stack((u, v), axis=0)
-    score = pts @ cen
+    score = pts.T @ np.array((u, v))
     score *= -2.0
     score += u * u + v * v
-    j = np.argmin(score, axis=1)
-    du = pts[:, 0] - u[j]
-    dv = pts[:, 1] - v[j]
-    tuj = tu[j]
-    tvj = tv[j]
-    along = du * tuj + dv * tvj
-    offset = dv * tuj - du * tvj - 0.5 * kappa[j] * along * along
+    j = score.argmin(axis=1)
+    # One gather for the five (N,) rows; np.take is several times faster than [:, j].
+    g = np.take(np.array((u, v, tu, tv, kappa)), j, axis=1)
+    du = pts[0] - g[0]
+    dv = pts[1] - g[1]
+    along = du * g[2] + dv * g[3]
+    offset = dv * g[2] - du * g[3] - 0.5 * g[4] * along * along
     valid = np.abs(along) <= spacing
     return offset, valid
 

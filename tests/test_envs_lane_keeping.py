@@ -243,7 +243,7 @@ def test_lateral_offsets_match_a_circle():
     r = radius - dist
     px = r * np.sin(ang)
     py = radius - r * np.cos(ang)
-    off, valid = lateral_offsets(np.stack([px, py], 1).astype(np.float32), u, v, tu, tv, kappa, 4.0)
+    off, valid = lateral_offsets(np.array([px, py], np.float32), u, v, tu, tv, kappa, 4.0)
     assert valid.all()
     np.testing.assert_allclose(off, dist, atol=0.03)
 
