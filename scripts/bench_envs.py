@@ -3,15 +3,17 @@
 
 Each environment is made with ``gymnasium.make`` (so with Gymnasium's default
 wrappers), driven by pre-drawn random actions for ``--seconds`` seconds, and reset when
-an episode ends. Two rates are printed: ``step/s`` counts only the time spent in
-``env.step`` and ``incl. reset`` the whole loop (random actions end lane-keeping
-episodes every few dozen steps, so resets weigh more there than in training).
+an episode ends. Rates printed: ``step/s`` counts only the time spent in ``env.step``
+(wall clock), ``CPU step/s`` the same in process CPU time (steadier when the machine
+is shared), ``incl. reset`` the whole loop (random actions end lane-keeping episodes
+every few dozen steps, so resets weigh more there than in training).
 
     python scripts/bench_envs.py                 # all environments
     python scripts/bench_envs.py --ids liquid_rl/LaneKeeping-v0 --seconds 5
     python scripts/bench_envs.py --json results.json
 
-Targets: LaneKeeping-v0 >= 20k step/s, LaneKeepingPixels-v0 >= 2k step/s.
+Targets (checked on CPU step/s; exit status 1 if missed): LaneKeeping-v0 >= 20k
+step/s, LaneKeepingPixels-v0 >= 2k step/s.
 """
 
 from __future__ import annotations
@@ -58,7 +60,12 @@ def pin_to_one_core() -> str:
 
 
 def bench(env: gym.Env, seconds: float, seed: int = 0) -> dict[str, Any]:
-    """Run ``env`` for about ``seconds`` and return the measured rates."""
+    """Run ``env`` for about ``seconds`` and return the measured rates.
+
+    Wall-clock rates suffer when other processes share the core; the CPU-time rate
+    (``time.process_time``) is steadier on a busy machine. Resets are timed apart
+    and subtracted to get the step-only rates.
+    """
     env.action_space.seed(seed)
     actions = [env.action_space.sample() for _ in range(1024)]
     env.reset(seed=seed)
@@ -68,25 +75,28 @@ def bench(env: gym.Env, seconds: float, seed: int = 0) -> dict[str, Any]:
         if term or trunc:
             env.reset()
     steps = episodes = 0
-    step_time = 0.0
-    clock = time.perf_counter
-    start = clock()
+    reset_wall = reset_cpu = 0.0
+    wall, cpu = time.perf_counter, time.process_time
+    start_wall, start_cpu = wall(), cpu()
     while True:
         for _ in range(64):
-            t0 = clock()
             _, _, term, trunc, _ = env.step(actions[steps & 1023])
-            step_time += clock() - t0
             steps += 1
             if term or trunc:
                 episodes += 1
+                t0, c0 = wall(), cpu()
                 env.reset()
-        if clock() - start >= seconds:
+                reset_wall += wall() - t0
+                reset_cpu += cpu() - c0
+        if wall() - start_wall >= seconds:
             break
-    total = clock() - start
+    total_wall = wall() - start_wall
+    total_cpu = cpu() - start_cpu
     return {
         "steps": steps,
-        "steps_per_s": steps / step_time,
-        "steps_per_s_with_reset": steps / total,
+        "steps_per_s": steps / (total_wall - reset_wall),
+        "steps_per_cpu_s": steps / max(total_cpu - reset_cpu, 1e-9),
+        "steps_per_s_with_reset": steps / total_wall,
         "mean_episode_length": steps / max(episodes, 1),
     }
 
@@ -106,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"# python {platform.python_version()}, numpy {np.__version__}, "
           f"gymnasium {gym.__version__}, {platform.machine()}, {pinned}")
-    header = f"{'environment':<48} {'obs':>14} {'step/s':>10} {'incl. reset':>12} {'ep. len':>8}"
+    header = (f"{'environment':<48} {'obs':>9} {'step/s':>9} {'CPU step/s':>11} "
+              f"{'incl. reset':>12} {'ep. len':>8}")
     print(header)
     print("-" * len(header))
     results = []
@@ -123,11 +134,13 @@ def main(argv: list[str] | None = None) -> int:
         shape = "dict" if isinstance(space, gym.spaces.Dict) else "x".join(map(str, space.shape))
         mark = ""
         if label in TARGETS:
-            ok = r["steps_per_s"] >= TARGETS[label]
+            # CPU time: what one core delivers, even when other processes share it.
+            ok = r["steps_per_cpu_s"] >= TARGETS[label]
             failed |= not ok
             mark = f"  (target {TARGETS[label]}: {'ok' if ok else 'MISSED'})"
-        print(f"{label:<48} {shape:>14} {r['steps_per_s']:>10,.0f} "
-              f"{r['steps_per_s_with_reset']:>12,.0f} {r['mean_episode_length']:>8.0f}{mark}")
+        print(f"{label:<48} {shape:>9} {r['steps_per_s']:>9,.0f} {r['steps_per_cpu_s']:>11,.0f} "
+              f"{r['steps_per_s_with_reset']:>12,.0f} {r['mean_episode_length']:>8.0f}{mark}",
+              flush=True)
         results.append({"env": label, "obs": shape, **r})
     if args.json:
         with open(args.json, "w") as f:
