@@ -4,18 +4,15 @@ Importing this package registers the environments below with Gymnasium; it is ch
 (highway-env and MuJoCo are imported only when their environments are made) and
 idempotent.
 
-======================================  ===============================================
-id                                      environment
-======================================  ===============================================
-``liquid_rl/LaneKeeping-v0``            ``lane_keeping.LaneKeepingEnv`` (state)
-``liquid_rl/LaneKeepingPixels-v0``      ``lane_keeping_pixels.LaneKeepingPixelsEnv``
-``liquid_rl/HighwayLaneKeeping-v0``     ``highway.HighwayLaneKeepingEnv``
-``liquid_rl/CartPoleNoVel-v1``          CartPole-v1, velocities zeroed
-``liquid_rl/PendulumNoVel-v1``          Pendulum-v1, angular velocity zeroed
-``liquid_rl/MountainCarContinuousNoVel-v0``  MountainCarContinuous-v0, velocity zeroed
-``liquid_rl/{R}-P-v5``, ``{R}-V-v5``    MuJoCo R in HalfCheetah, Hopper, Walker2d,
-                                        Ant: positions only / velocities only
-======================================  ===============================================
+- ``liquid_rl/LaneKeeping-v0``: ``lane_keeping.LaneKeepingEnv``, state observation
+- ``liquid_rl/LaneKeepingPixels-v0``: ``lane_keeping_pixels.LaneKeepingPixelsEnv``,
+  64x64x3 camera image
+- ``liquid_rl/HighwayLaneKeeping-v0``: ``highway.HighwayLaneKeepingEnv``, highway-env's
+  ``lane-keeping-v0`` with a flat observation
+- ``liquid_rl/CartPoleNoVel-v1``, ``liquid_rl/PendulumNoVel-v1``,
+  ``liquid_rl/MountainCarContinuousNoVel-v0``: velocities zeroed (``partial``)
+- ``liquid_rl/{R}-P-v5`` and ``liquid_rl/{R}-V-v5`` for R in HalfCheetah, Hopper,
+  Walker2d, Ant: MuJoCo positions only / velocities only (``partial``)
 
 Wrappers are in ``liquid_rl.envs.wrappers`` (``IrregularTime``, ``ObservationNoise``,
 ``MaskObservation``).

@@ -205,3 +205,21 @@ def test_random_episode_observations_in_space(env_id):
         if term or trunc:
             obs, _ = env.reset()
     env.close()
+
+
+def test_sb3_policies_train_on_the_envs():
+    """A few PPO updates: CnnPolicy on the camera task, MultiInputPolicy with dt."""
+    from stable_baselines3 import PPO
+
+    from liquid_rl.envs.wrappers import IrregularTime
+
+    pixels = gym.make("liquid_rl/LaneKeepingPixels-v0", image_height=40, image_width=40)
+    model = PPO("CnnPolicy", pixels, n_steps=32, batch_size=16, n_epochs=1, seed=0,
+                policy_kwargs={"features_extractor_kwargs": {"features_dim": 16}})
+    model.learn(32)
+    action, _ = model.predict(pixels.reset(seed=0)[0], deterministic=True)
+    assert pixels.action_space.contains(action)
+
+    timed = IrregularTime(gym.make("liquid_rl/LaneKeeping-v0"), mode="dt", low=0.05, high=0.2)
+    model = PPO("MultiInputPolicy", timed, n_steps=32, batch_size=16, n_epochs=1, seed=0)
+    model.learn(32)
