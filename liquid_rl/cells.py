@@ -5,7 +5,8 @@ A core maps ``forward(x (T, B, I), state (B, S), timespans (T, B, 1) | None,
 resets (T, B) bool | None) -> (y (T, B, O), state (B, S))``. The state is one flat
 tensor whatever the cell carries (an LSTM's (h, c) or a mixed-memory LTC's are packed
 side by side), so that policies and replay buffers store one array per step.
-Policies, history extractors and recurrent SAC build their cells here.
+Policies, history extractors and recurrent SAC build their cells here; a new cell is one
+function ``f(input_size, units, wiring, output_size, **options) -> core`` added to ``CELLS``.
 """
 
 from __future__ import annotations
@@ -49,11 +50,17 @@ class LiquidCore(nn.Module):
         self.hidden_size = rnn.state_size
         self.state_size = rnn.state_size * (2 if rnn.use_mixed else 1)
         self.output_size = getattr(rnn, "proj_size", None) or rnn.output_size
+        # A wired CfC returns its whole last layer; with a one-layer wiring (random, full)
+        # that is every neuron, of which the first output_size are the motor neurons.
+        wiring = getattr(rnn, "wiring", None) if getattr(rnn, "wired_mode", False) else None
+        self._motor_slice = wiring is not None and wiring.layer_sizes[-1] != self.output_size
 
     def forward(self, x: Tensor, state: Tensor, timespans: Tensor | None = None,
                 resets: Tensor | None = None) -> tuple[Tensor, Tensor]:
         hx: Any = state.chunk(2, dim=-1) if self.rnn.use_mixed else state
         y, hx = self.rnn(x, hx, timespans=timespans, resets=resets)
+        if self._motor_slice:
+            y = y[..., : self.output_size]
         return y, (torch.cat(hx, dim=-1) if self.rnn.use_mixed else hx)
 
 
@@ -110,7 +117,35 @@ def _lstm(input_size: int, units: int, wiring: str | Wiring = "full", output_siz
     return LSTMCore(input_size, units)
 
 
-CELLS: dict[str, Callable[..., nn.Module]] = {"ltc": _ltc, "cfc": _cfc, "lstm": _lstm}
+class LiquidS4Core(nn.Module):
+    """``liquid_rl.liquid_s4.LiquidS4`` (time-major) behind the core interface; its state is
+    already one flat vector per sample."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        if model.batch_first or not model.return_sequences:
+            raise ValueError("A core needs a time-major LiquidS4 that returns sequences")
+        self.model = model
+        self.input_size, self.output_size = model.input_size, model.output_size
+        self.state_size = model.state_size
+
+    def forward(self, x: Tensor, state: Tensor, timespans: Tensor | None = None,
+                resets: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self.model(x, state, timespans=timespans, resets=resets)
+
+
+def _liquid_s4(input_size: int, units: int, wiring: str | Wiring = "full", output_size: int | None = None,
+               **options: Any) -> nn.Module:
+    """Liquid-S4 with ``units`` channels (d_model); options: d_state, n_layers, liquid_degree, ..."""
+    from liquid_rl.liquid_s4 import LiquidS4
+
+    if wiring != "full":
+        raise ValueError("cell 'liquid_s4' takes only wiring='full'")
+    return LiquidS4Core(LiquidS4(input_size, d_model=units, output_size=output_size, batch_first=False,
+                                 return_sequences=True, **options))
+
+
+CELLS: dict[str, Callable[..., nn.Module]] = {"ltc": _ltc, "cfc": _cfc, "lstm": _lstm, "liquid_s4": _liquid_s4}
 
 
 def build_core(cell: str, input_size: int, units: int, wiring: str | Wiring = "full",

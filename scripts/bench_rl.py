@@ -1,0 +1,287 @@
+"""Learning benchmarks of liquid policies in stable-baselines3 (results in docs/benchmarks.md).
+
+Suites (``--suite``, several allowed):
+
+- ``recurrent_ppo``: RecurrentPPO with LTC-32 and CfC-32 beside sb3-contrib's LSTM-64
+  policy and MLP PPO, on ``CartPoleNoVel-v1`` (100k steps) and ``PendulumNoVel-v1``
+  (150k steps), RL Zoo's recurrentppo.yml hyperparameters for each env (all policies get
+  the same ones and the same heads: net_arch pi [64] vf [64], ReLU, no orthogonal init).
+- ``lane``: RecurrentPPO with a 19-neuron NCP (LTC, AutoNCP(19, 1): 11 inter, 7 command,
+  1 motor) beside an LSTM-64 on ``LaneKeeping-v0`` (state) and ``LaneKeepingPixels-v0``
+  (64x64 camera; both cells behind the same NCP-paper conv head).
+- ``sac_history``: SAC on ``PendulumNoVel-v1`` with 4 stacked frames, read by a
+  ``LiquidHistoryExtractor`` (LTC-16, CfC-16) or flattened for the plain MLP.
+
+Each finished (suite, task, policy, seed) appends one JSON line to ``--results`` (mean and
+std of 20 deterministic evaluation episodes on a separately seeded env, steps, wall time,
+parameter counts); rerunning skips finished rows, so an interrupted run resumes::
+
+    python scripts/bench_rl.py --suite recurrent_ppo --seeds 0 1 2 --results docs/results/rl.jsonl
+    python scripts/bench_rl.py --summary --results docs/results/rl.jsonl   # table of mean +- std
+
+Seeds run outermost, so every (task, policy) gets seed 0 before any gets seed 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import traceback
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize
+
+import liquid_rl.envs  # noqa: F401  (registers the envs)
+
+CARTPOLE = "liquid_rl/CartPoleNoVel-v1"
+PENDULUM = "liquid_rl/PendulumNoVel-v1"
+LANE = "liquid_rl/LaneKeeping-v0"
+LANE_PIXELS = "liquid_rl/LaneKeepingPixels-v0"
+
+# RL Zoo recurrentppo.yml (CartPoleNoVel-v1, PendulumNoVel-v1); "lin_" = linear schedule.
+ZOO: dict[str, dict[str, Any]] = {
+    CARTPOLE: dict(steps=100_000, n_envs=8, hyper=dict(n_steps=32, batch_size=256, n_epochs=20, gamma=0.98,
+                                                       gae_lambda=0.8, learning_rate="lin_1e-3",
+                                                       clip_range="lin_0.2", ent_coef=0.0)),
+    PENDULUM: dict(steps=150_000, n_envs=4, hyper=dict(n_steps=1024, batch_size=128, n_epochs=10, gamma=0.9,
+                                                       gae_lambda=0.95, learning_rate=1e-3, clip_range=0.2,
+                                                       ent_coef=0.0, use_sde=True, sde_sample_freq=4)),
+    # Lane keeping: common PPO settings (no Zoo entry).
+    LANE: dict(steps=150_000, n_envs=8, hyper=dict(n_steps=128, batch_size=256, n_epochs=10, gamma=0.99,
+                                                   gae_lambda=0.95, learning_rate=3e-4, ent_coef=0.0,
+                                                   clip_range=0.2)),
+    LANE_PIXELS: dict(steps=150_000, n_envs=8, hyper=dict(n_steps=128, batch_size=256, n_epochs=10, gamma=0.99,
+                                                          gae_lambda=0.95, learning_rate=3e-4, ent_coef=0.0,
+                                                          clip_range=0.2)),
+}
+ZOO_HEAD: dict[str, Any] = dict(ortho_init=False, activation_fn=torch.nn.ReLU, net_arch=dict(pi=[64], vf=[64]))
+LANE_HEAD: dict[str, Any] = dict(net_arch=dict(pi=[], vf=[64]))
+SAC_PENDULUM: dict[str, Any] = dict(steps=50_000, n_stack=4, hyper=dict(learning_rate=1e-3, learning_starts=1000))
+
+
+@dataclass
+class Spec:
+    """One (suite, task, policy): how to build the model."""
+
+    suite: str
+    task: str
+    policy: str
+    steps: int
+    build: Callable[[VecEnv, int], BaseAlgorithm]
+    n_envs: int = 1
+    n_stack: int = 1
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _schedule(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("lin_"):
+        v0 = float(value[4:])
+        return lambda progress: progress * v0
+    return value
+
+
+def _hyper(task: str) -> dict[str, Any]:
+    return {k: _schedule(v) for k, v in ZOO[task]["hyper"].items()}
+
+
+def recurrent_ppo_specs() -> list[Spec]:
+    from sb3_contrib import RecurrentPPO
+    from stable_baselines3 import PPO
+
+    from liquid_rl.policies import LiquidRecurrentPolicy
+
+    policies: dict[str, Callable[[str, VecEnv, int], BaseAlgorithm]] = {
+        "ltc-32": lambda t, env, s: RecurrentPPO(LiquidRecurrentPolicy, env, seed=s, **_hyper(t),
+                                                 policy_kwargs=dict(ZOO_HEAD, cell="ltc", units=32)),
+        "cfc-32": lambda t, env, s: RecurrentPPO(LiquidRecurrentPolicy, env, seed=s, **_hyper(t),
+                                                 policy_kwargs=dict(ZOO_HEAD, cell="cfc", units=32)),
+        "lstm-64": lambda t, env, s: RecurrentPPO("MlpLstmPolicy", env, seed=s, **_hyper(t),
+                                                  policy_kwargs=dict(ZOO_HEAD, lstm_hidden_size=64)),
+        "mlp": lambda t, env, s: PPO("MlpPolicy", env, seed=s, **_hyper(t), policy_kwargs=dict(ZOO_HEAD)),
+    }
+    return [Spec("recurrent_ppo", task, name, ZOO[task]["steps"],
+                 (lambda env, s, f=f, task=task: f(task, env, s)), n_envs=ZOO[task]["n_envs"],
+                 info=dict(ZOO[task]["hyper"], head="pi [64] vf [64] ReLU"))
+            for task in (CARTPOLE, PENDULUM) for name, f in policies.items()]
+
+
+def lane_specs() -> list[Spec]:
+    from sb3_contrib import RecurrentPPO
+
+    from liquid_rl.conv import NCPConvExtractor
+    from liquid_rl.policies import CnnLiquidRecurrentPolicy, LiquidRecurrentPolicy
+
+    ncp = dict(cell="ltc", wiring="ncp", units=19, output_size=1)
+    specs = []
+    for task in (LANE, LANE_PIXELS):
+        pixels = task == LANE_PIXELS
+        liquid_cls = CnnLiquidRecurrentPolicy if pixels else LiquidRecurrentPolicy
+        lstm_cls = "CnnLstmPolicy" if pixels else "MlpLstmPolicy"
+        conv = dict(features_extractor_class=NCPConvExtractor) if pixels else {}
+        builds = {
+            "ncp-19": lambda env, s, t=task, c=liquid_cls: RecurrentPPO(
+                c, env, seed=s, **_hyper(t), policy_kwargs=dict(LANE_HEAD, **ncp)),
+            "lstm-64": lambda env, s, t=task, c=lstm_cls, conv=conv: RecurrentPPO(
+                c, env, seed=s, **_hyper(t), policy_kwargs=dict(LANE_HEAD, lstm_hidden_size=64, **conv)),
+        }
+        for name, build in builds.items():
+            specs.append(Spec("lane", task, name, ZOO[task]["steps"], build, n_envs=ZOO[task]["n_envs"],
+                              info=dict(ZOO[task]["hyper"], head="pi [] vf [64]",
+                                        features="NCP conv head, 32 features" if pixels else "observation")))
+    return specs
+
+
+def sac_history_specs() -> list[Spec]:
+    from stable_baselines3 import SAC
+
+    from liquid_rl.extractors import LiquidHistoryExtractor
+
+    k = SAC_PENDULUM["n_stack"]
+
+    def liquid(cell: str) -> Callable[[VecEnv, int], BaseAlgorithm]:
+        return lambda env, s: SAC("MlpPolicy", env, seed=s, **SAC_PENDULUM["hyper"], policy_kwargs=dict(
+            net_arch=[64, 64], features_extractor_class=LiquidHistoryExtractor,
+            features_extractor_kwargs=dict(history=k, cell=cell, units=16)))
+
+    builds = {
+        "ltc-16-history": liquid("ltc"),
+        "cfc-16-history": liquid("cfc"),
+        "mlp-framestack": lambda env, s: SAC("MlpPolicy", env, seed=s, **SAC_PENDULUM["hyper"],
+                                             policy_kwargs=dict(net_arch=[64, 64])),
+    }
+    return [Spec("sac_history", PENDULUM, name, SAC_PENDULUM["steps"], b, n_stack=k,
+                 info=dict(SAC_PENDULUM["hyper"], n_stack=k, net_arch=[64, 64])) for name, b in builds.items()]
+
+
+SUITES: dict[str, Callable[[], list[Spec]]] = {
+    "recurrent_ppo": recurrent_ppo_specs, "lane": lane_specs, "sac_history": sac_history_specs,
+}
+
+
+def make_env(spec: Spec, seed: int, training: bool, train_env: VecEnv | None = None) -> VecEnv:
+    """Vectorised env with the benchmark's wrappers; the eval env copies the training
+    env's observation statistics (VecNormalize, observations only) and never updates them."""
+    env: VecEnv = make_vec_env(spec.task, n_envs=spec.n_envs if training else 1, seed=seed)
+    if spec.n_stack > 1:
+        env = VecFrameStack(env, spec.n_stack)
+    if spec.suite == "sac_history":
+        return env
+    env = VecNormalize(env, norm_obs=True, norm_reward=False, training=training)
+    if train_env is not None:
+        assert isinstance(train_env, VecNormalize) and isinstance(env, VecNormalize)
+        env.obs_rms = train_env.obs_rms
+    return env
+
+
+def count_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def cell_params(model: BaseAlgorithm) -> int:
+    """Parameters of the recurrent cells (actor and critic) or history extractors."""
+    policy = model.policy
+    total = 0
+    for name in ("lstm_actor", "lstm_critic"):
+        module = getattr(policy, name, None)
+        if module is not None:
+            total += count_params(module)
+    for name in ("actor", "critic"):  # SAC: each has its own features extractor
+        sub = getattr(policy, name, None)
+        extractor = getattr(sub, "features_extractor", None)
+        if extractor is not None and type(extractor).__name__ == "LiquidHistoryExtractor":
+            total += count_params(extractor)
+    return total
+
+
+def run_one(spec: Spec, seed: int, n_eval: int) -> dict[str, Any]:
+    torch.manual_seed(seed)
+    env = make_env(spec, seed, training=True)
+    model = spec.build(env, seed)
+    start = time.perf_counter()
+    model.learn(spec.steps)
+    wall = time.perf_counter() - start
+    eval_env = make_env(spec, seed + 10_000, training=False, train_env=env)
+    rewards, _ = evaluate_policy(model, eval_env, n_eval_episodes=n_eval, deterministic=True, return_episode_rewards=True)
+    return dict(suite=spec.suite, task=spec.task, policy=spec.policy, seed=seed, steps=spec.steps,
+                mean=float(np.mean(rewards)), std=float(np.std(rewards)), episodes=len(rewards),
+                wall_s=round(wall, 1), params=count_params(model.policy), cell_params=cell_params(model),
+                algo=type(model).__name__, settings={k: str(v) for k, v in spec.info.items()})
+
+
+def load_done(path: str) -> set[tuple[str, str, str, int, int]]:
+    done = set()
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                if line.strip():
+                    r = json.loads(line)
+                    done.add((r["suite"], r["task"], r["policy"], r["seed"], r["steps"]))
+    return done
+
+
+def summary(path: str) -> None:
+    groups: dict[tuple[str, str, str, int], list[dict[str, Any]]] = defaultdict(list)
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                r = json.loads(line)
+                groups[(r["suite"], r["task"], r["policy"], r["steps"])].append(r)
+    print("| suite | task | policy | steps | seeds | return (mean +- std over seeds) | per seed | params (cell) | wall s/seed |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (suite, task, policy, steps), rows in sorted(groups.items()):
+        means = np.array([r["mean"] for r in rows])
+        per_seed = ", ".join(f"{r['seed']}: {r['mean']:.1f}+-{r['std']:.1f}" for r in sorted(rows, key=lambda r: r["seed"]))
+        print(f"| {suite} | {task.split('/')[-1]} | {policy} | {steps} | {len(rows)} | {means.mean():.1f} +- {means.std():.1f} "
+              f"| {per_seed} | {rows[0]['params']} ({rows[0]['cell_params']}) | {np.mean([r['wall_s'] for r in rows]):.0f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", nargs="+", default=["recurrent_ppo"], choices=sorted(SUITES))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--results", default="docs/results/rl.jsonl")
+    parser.add_argument("--tasks", nargs="*", default=None, help="only these env ids (e.g. liquid_rl/CartPoleNoVel-v1)")
+    parser.add_argument("--policies", nargs="*", default=None, help="only these policy names (e.g. ltc-32 lstm-64)")
+    parser.add_argument("--n-eval", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=None, help="override the budget (smoke tests)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--summary", action="store_true", help="print the results table and exit")
+    args = parser.parse_args()
+    if args.summary:
+        summary(args.results)
+        return
+    torch.set_num_threads(args.threads)
+    os.makedirs(os.path.dirname(args.results) or ".", exist_ok=True)
+    specs = [s for name in args.suite for s in SUITES[name]()]
+    specs = [s for s in specs if (args.tasks is None or s.task in args.tasks)
+             and (args.policies is None or s.policy in args.policies)]
+    for seed in args.seeds:
+        for spec in specs:
+            if args.steps is not None:
+                spec.steps = args.steps
+            key = (spec.suite, spec.task, spec.policy, seed, spec.steps)
+            if key in load_done(args.results):
+                continue
+            print(f"[{time.strftime('%H:%M:%S')}] {spec.suite} {spec.task} {spec.policy} seed {seed} ({spec.steps} steps)",
+                  flush=True)
+            try:
+                row = run_one(spec, seed, args.n_eval)
+            except Exception:  # keep going; the row stays missing and a rerun retries it
+                traceback.print_exc()
+                continue
+            with open(args.results, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(f"    -> {row['mean']:.1f} +- {row['std']:.1f} in {row['wall_s']:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
