@@ -79,7 +79,8 @@ class LaneKeepingEnv(gym.Env):
             "sharp_radius": [18.0, 40.0],  # [m]
             "segment_probs": [0.3, 0.4, 0.3],  # straight, gentle, sharp
             "transition_length": 8.0,  # [m] curvature ramp between segments
-            "road_profile": None,  # fixed road: [[length, curvature], ...] then straight
+            "road_profile": None,  # fixed road [[length, curvature], ...], then straight
+            # (replaces the random segments and the lead-in)
             "road_resolution": 0.25,  # [m] sample spacing of the centreline
             # Observation.
             "preview_points": 8,

@@ -209,13 +209,15 @@ class IrregularTime(gym.Wrapper, RecordConstructorArgs):
             lo, hi = float(low), float(high)
         except (TypeError, ValueError):
             raise ValueError(f"IrregularTime: 'low' and 'high' must be numbers, got {low!r}, {high!r}") from None
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError(f"IrregularTime: 'low' and 'high' must be finite, got {low!r}, {high!r}")
         if mode == "repeat":
             if lo != int(lo) or hi != int(hi) or lo < 1:
                 raise ValueError(
                     f"IrregularTime: in 'repeat' mode 'low' and 'high' are step counts >= 1, "
                     f"got {low!r}, {high!r}"
                 )
-        elif not (lo > 0 and math.isfinite(hi)):
+        elif not lo > 0:
             raise ValueError(f"IrregularTime: 'low' must be > 0 seconds, got {low!r}")
         if not hi >= lo:
             raise ValueError(f"IrregularTime: 'high' must be >= 'low', got {low!r}, {high!r}")

@@ -152,6 +152,7 @@ def test_irregular_time_works_with_sb3_multi_input():
         ({"low": 0, "high": 3}, "low"),
         ({"low": 1.5, "high": 3}, "low"),
         ({"low": 3, "high": 1}, "high"),
+        ({"low": 1, "high": float("inf")}, "finite"),
         ({"distribution": "gamma"}, "distribution"),
         ({"distribution": "exponential"}, "mean"),
     ],
