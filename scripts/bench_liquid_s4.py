@@ -10,9 +10,11 @@ Synthetic long-range task:
     python scripts/bench_liquid_s4.py --task recall
   delayed recall: a token (one of K=8, one-hot) is shown at t=0, then L-1=511 steps in which K
   separate distractor channels carry Gaussian noise (optionally the token channels too, --noise),
-  and a query flag at the last step; the model classifies the token from its last output. Trains Liquid-S4, the same model without liquid terms (S4D), CfC and LTC under the same
-  data, optimiser and wall-clock budget per model; results go to a JSON file incrementally (models
-  already there are skipped when rerun).
+  and a query flag at the last step; the model classifies the token from its last output.
+  Trains Liquid-S4, the same model without liquid terms (S4D), CfC and LTC on the same data with
+  the same optimiser (AdamW, one-cycle schedule, gradient clipping) for a fixed number of steps
+  (LTC: fewer steps and a smaller test set, it is ~20x slower per step over 512 steps); results
+  go to a JSON file incrementally (runs already there are skipped when rerun).
 """
 
 from __future__ import annotations
@@ -198,51 +200,50 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> 
     return correct / len(x)
 
 
-def train_recall(name: str, args, data) -> dict:
+def train_recall(name: str, seed: int, args, data) -> dict:
+    """Train one model for a fixed number of steps (wall-clock cap as a safety net) and test it."""
     (xtr, ytr), (xte, yte) = data
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     model, impl = build_model(name, xtr.shape[-1], args.n_tokens, args)
-    budget = args.budget * (args.ltc_budget_factor if name == "ltc" else 1.0)
+    steps_total = args.ltc_steps if name == "ltc" else args.steps
     n_eval = min(len(xte), args.ltc_eval if name == "ltc" else len(xte))
     lr = args.lr if name in ("liquid_s4", "s4d") or args.rnn_lr is None else args.rnn_lr
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    steps_total = args.epochs * math.ceil(len(xtr) / args.batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps_total, pct_start=0.1)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"== {name} ({impl}): {n_params} parameters, budget {budget:.0f} s, lr {lr}", flush=True)
-    g = torch.Generator().manual_seed(args.seed)
-    start, step, seen, stopped, curve = time.perf_counter(), 0, 0, "epochs", []
-    for epoch in range(args.epochs):
-        perm = torch.randperm(len(xtr), generator=g)
-        for i in range(0, len(xtr), args.batch):
-            idx = perm[i : i + args.batch]
-            loss = F.cross_entropy(model(xtr[idx]), ytr[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            step += 1
-            seen += len(idx)
-            if step % args.log_every == 0:
-                el = time.perf_counter() - start
-                print(f"  step {step:4d}  loss {loss.item():.3f}  {el:6.1f} s", flush=True)
-                curve.append({"step": step, "seconds": el, "loss": loss.item()})
-            if time.perf_counter() - start > budget:
-                stopped = "time budget"
-                break
-        if stopped != "epochs":
+    print(f"== {name} seed {seed} ({impl}): {n_params} parameters, {steps_total} steps, lr {lr}", flush=True)
+    g = torch.Generator().manual_seed(seed)
+    start, step, stopped, curve = time.perf_counter(), 0, "steps", []
+    perm, pos = torch.randperm(len(xtr), generator=g), 0
+    while step < steps_total:
+        if pos + args.batch > len(xtr):
+            perm, pos = torch.randperm(len(xtr), generator=g), 0
+        idx = perm[pos : pos + args.batch]
+        pos += args.batch
+        loss = F.cross_entropy(model(xtr[idx]), ytr[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        el = time.perf_counter() - start
+        if step % args.log_every == 0 or step == steps_total:
+            print(f"  step {step:4d}  loss {loss.item():.3f}  {el:6.1f} s", flush=True)
+            curve.append({"step": step, "seconds": round(el, 1), "loss": round(loss.item(), 4)})
+        if el > args.max_seconds:
+            stopped = "time cap"
             break
     train_s = time.perf_counter() - start
     acc = evaluate(model, xte[:n_eval], yte[:n_eval], args.eval_batch)
     res = {
-        "model": name, "implementation": impl, "test_accuracy": acc, "eval_samples": n_eval,
-        "train_steps": step, "train_samples_seen": seen, "epochs_planned": args.epochs,
-        "stopped_by": stopped, "train_seconds": train_s, "seconds_per_step": train_s / max(step, 1),
+        "model": name, "seed": seed, "implementation": impl, "test_accuracy": acc, "eval_samples": n_eval,
+        "train_steps": step, "train_samples_seen": step * args.batch, "stopped_by": stopped,
+        "train_seconds": round(train_s, 1), "seconds_per_step": round(train_s / max(step, 1), 4),
         "parameters": n_params, "lr": lr, "final_loss": loss.item(), "curve": curve,
     }
-    print(f"-> {name}: test accuracy {acc:.3f} on {n_eval} sequences after {step} steps / {train_s:.0f} s "
-          f"(stopped by {stopped})", flush=True)
+    print(f"-> {name} seed {seed}: test accuracy {acc:.3f} on {n_eval} sequences after {step} steps / "
+          f"{train_s:.0f} s", flush=True)
     return res
 
 
@@ -250,31 +251,36 @@ def run_recall(args) -> dict:
     out_path = Path(args.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
-    config = {k: v for k, v in vars(args).items() if k not in ("out", "task", "models", "device")}
+    config = {k: v for k, v in vars(args).items() if k not in ("out", "task", "models", "device", "min_time")}
     if results.get("config") and results["config"] != config:
-        print("note: existing results were made with another configuration; models already there are kept",
+        print("note: existing results were made with another configuration; runs already there are kept",
               file=sys.stderr)
     results.setdefault("config", config)
-    results.setdefault("models", {})
+    results.setdefault("runs", {})
     results["machine"] = {"python": platform.python_version(), "torch": torch.__version__,
                           "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
-    data = (make_recall(args.n_train, args.length, args.n_tokens, args.noise, args.seed, args.distractor),
-            make_recall(args.n_test, args.length, args.n_tokens, args.noise, args.seed + 1, args.distractor))
-    chance = 1.0 / args.n_tokens
-    print(f"delayed recall: length {args.length}, {args.n_tokens} tokens (chance {chance:.3f}), noise std "
-          f"{args.noise} (token channels) / {args.distractor} (distractor channels), "
+    data = (make_recall(args.n_train, args.length, args.n_tokens, args.noise, args.data_seed, args.distractor),
+            make_recall(args.n_test, args.length, args.n_tokens, args.noise, args.data_seed + 1, args.distractor))
+    print(f"delayed recall: length {args.length}, {args.n_tokens} tokens (chance {1 / args.n_tokens:.3f}), "
+          f"noise std {args.noise} (token channels) / {args.distractor} (distractor channels), "
           f"{args.n_train} train / {args.n_test} test sequences", flush=True)
     for name in args.models:
-        if name in results["models"]:
-            print(f"skip {name}: already in {out_path}", flush=True)
-            continue
-        results["models"][name] = train_recall(name, args, data)
-        tmp = out_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(results, indent=1))
-        os.replace(tmp, out_path)
-    print("\nmodel       accuracy  steps  seconds")
-    for name, r in results["models"].items():
-        print(f"{name:10s}  {r['test_accuracy']:.3f}    {r['train_steps']:5d}  {r['train_seconds']:7.0f}")
+        for seed in (args.rnn_seeds if name in ("cfc", "ltc") else args.seeds):
+            key = f"{name}/seed{seed}"
+            if key in results["runs"]:
+                print(f"skip {key}: already in {out_path}", flush=True)
+                continue
+            results["runs"][key] = train_recall(name, seed, args, data)
+            tmp = out_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(results, indent=1))
+            os.replace(tmp, out_path)
+    print("\nmodel       runs  accuracy (mean, per seed)            steps  s/step")
+    for name in args.models:
+        runs = [r for r in results["runs"].values() if r["model"] == name]
+        if runs:
+            accs = [r["test_accuracy"] for r in runs]
+            print(f"{name:10s}  {len(runs):4d}  {sum(accs) / len(accs):.3f}  {', '.join(f'{a:.3f}' for a in accs):24s}"
+                  f"  {runs[0]['train_steps']:5d}  {sum(r['seconds_per_step'] for r in runs) / len(runs):.3f}")
     return results
 
 
@@ -292,7 +298,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--distractor", type=float, default=1.0, help="noise std on the distractor channels")
     p.add_argument("--n-train", type=int, default=4000)
     p.add_argument("--n-test", type=int, default=1000)
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--steps", type=int, default=500, help="training steps (batches) per run")
+    p.add_argument("--ltc-steps", type=int, default=50, help="training steps for LTC (slow over long sequences)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the Liquid-S4 / S4D runs")
+    p.add_argument("--rnn-seeds", type=int, nargs="+", default=[0], help="seeds of the CfC / LTC runs")
+    p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--eval-batch", type=int, default=250)
     p.add_argument("--lr", type=float, default=1e-2)
@@ -302,11 +312,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n-layers", type=int, default=2)
     p.add_argument("--liquid-degree", type=int, default=2)
     p.add_argument("--rnn-units", type=int, default=32)
-    p.add_argument("--budget", type=float, default=300.0, help="wall-clock training seconds per model")
-    p.add_argument("--ltc-budget-factor", type=float, default=1.0, help="LTC budget = budget x this")
+    p.add_argument("--max-seconds", type=float, default=3600.0, help="wall-clock cap on the training of one run")
     p.add_argument("--ltc-eval", type=int, default=250, help="test sequences for LTC (slow over long sequences)")
     p.add_argument("--log-every", type=int, default=25)
-    p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)

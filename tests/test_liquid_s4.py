@@ -94,6 +94,26 @@ def test_step_method_matches_forward():
     torch.testing.assert_close(y0, y0b)
 
 
+def test_step_cache_follows_parameter_changes():
+    """Rollouts (no grad) reuse the discretisation until a parameter changes."""
+    m = make_model(liquid_degree=3)
+    x = torch.randn(2, 3)
+    h0 = rand_state(m, 2)
+    with torch.no_grad():
+        y1, _ = m.step(x, h0)
+        assert torch.equal(m.step(x, h0)[0], y1)
+        m.layers[0].ssm.kernel.log_dt.add_(0.5)  # in-place update, as an optimiser does
+        y2, _ = m.step(x, h0)
+        y_ref, _ = m(x[:, None], h0, mode="conv")
+        assert rel_err(y2, y_ref[:, 0]) < TOL and not torch.allclose(y1, y2)
+        m.load_state_dict(make_model(seed=5, liquid_degree=3).state_dict())
+        y3, _ = m.step(x, h0)
+        assert rel_err(y3, m(x[:, None], h0, mode="conv")[0][:, 0]) < TOL
+        m64 = copy.deepcopy(m).double()
+        y4, _ = m64.step(x.double(), h0.double())
+        assert y4.dtype == torch.float64 and rel_err(y4, y3) < 1e-5
+
+
 def test_auto_mode_picks_step_for_short_and_conv_for_long(monkeypatch):
     m = make_model()
     calls = []
