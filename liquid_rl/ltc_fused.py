@@ -5,108 +5,167 @@ ODE unfold; this one records a single node for the whole sequence and recomputes
 synapse activations in the backward pass instead of storing (B, N, N) tensors.
 It is a pure speed-up: tests check it against the generic path, values and gradients.
 
-Synapses are laid out by destination: neuron j has up to K presynaptic sources
-``src[j, k]`` (padding entries have zero weight), so a sparse NCP costs O(B N K)
-instead of O(B N N), and a fully connected wiring is the dense case K = N.
+Layout. Synapses are grouped by destination: neuron j has up to K presynaptic sources
+``src[j, k]`` (padding entries have zero weight), so a sparse NCP costs O(N K B) and a
+fully connected wiring is the dense case K = N. Inside the kernel everything is
+neuron-major: the state is v (N, B) and synapse tensors are (N, K, B), so that the sums
+over synapses and their gradients are batched matrix products over the neurons.
 
-Per unfold, with v (B, N), h = elapsed/unfolds (B, 1):
-    s      = sigmoid(sig * v[:, src] + nsmu)              (B, N, K)
-    num    = cm * v + num0 + h * sum_k s * Ma             (B, N)
-    den    = den0 + h * sum_k s * Mg                      (B, N)
-    v_next = num / den
-where num0 = h * (gleak*vleak + sensory a) and den0 = cm + h * (gleak + sensory g + eps)
-are computed outside (they carry the gradients of those parameters through autograd).
+Per unfold, with h = elapsed/unfolds (1, B) or (1, 1):
+    s          = sigmoid(sig * v[src] + nsmu)                      (N, K, B)
+    [a; g]     = M2 @ s,  M2 = [w*erev; w]                         (N, 2, B)
+    v_next     = (cm v + num0 + h a) / (den0 + h g)
+where num0 = h (gleak vleak + sensory a) and den0 = cm + h (gleak + sensory g + eps)
+are computed outside the kernel (their gradients flow through autograd).
+
+Two interchangeable implementations of one time step (U unfolds) forward and backward:
+"eager" (plain PyTorch ops) and "compiled" (the same functions through torch.compile,
+which fuses each step into a few C++/CUDA kernels). Chosen with ``LTC(kernel=...)``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 
-class FusedSemiImplicitLTC(torch.autograd.Function):
-    """``apply(v0, keep, num0, den0, h, cm, sig, nsmu, Ma, Mg, src, unfolds) -> V``.
+def forward_step(v: Tensor, num0: Tensor, den0: Tensor, h: Tensor, cm: Tensor, sig: Tensor, nsmu: Tensor,
+                 M2: Tensor, src: Tensor, unfolds: int) -> tuple[Tensor, Tensor, Tensor]:
+    """One step of ``unfolds`` semi-implicit updates.
 
-    Shapes: v0 (B, N); keep (T, B, 1) multiplies the state before each step (0 = reset)
-    or None; num0, den0 (T, B, N); h (T, B, 1) or (T, 1, 1); cm (N,); sig, nsmu, Ma,
-    Mg (N, K); src (N*K,) long. Returns V (T, B, N), the state after each step.
-    No gradient flows to ``h`` or ``keep`` (elapsed times and resets are data).
+    v, num0, den0: (N, B); h: (1, B) or (1, 1); cm: (N, 1); sig, nsmu: (N, K, 1);
+    M2: (N, 2, K); src: (N*K,). Returns (v_next (N, B), states (U, N, B) the input state
+    of every unfold, dens (U, N, B) the denominators), what the backward needs.
+    """
+    N, K = sig.shape[0], sig.shape[1]
+    B = v.shape[1]
+    states = []
+    dens = []
+    for _ in range(unfolds):
+        states.append(v)
+        s = torch.sigmoid(torch.addcmul(nsmu, v.index_select(0, src).view(N, K, B), sig))
+        ag = torch.bmm(M2, s)                                        # (N, 2, B)
+        num = torch.addcmul(num0, cm, v) + h * ag[:, 0]
+        den = den0 + h * ag[:, 1]
+        dens.append(den)
+        v = num / den
+    return v, torch.stack(states), torch.stack(dens)
+
+
+def backward_step(gv: Tensor, v_out: Tensor, states: Tensor, dens: Tensor, h: Tensor, cm: Tensor, sig: Tensor,
+                  nsmu: Tensor, M2: Tensor, src: Tensor) -> tuple[Tensor, ...]:
+    """Gradients of one step, given gv = dL/dv_next (N, B).
+
+    Returns (gv = dL/dv_in (N, B), g_num0 (N, B), g_den0 (N, B), g_cm (N, 1),
+    g_sig (N, K, 1), g_nsmu (N, K, 1), g_M2 (N, 2, K)), the parameter terms summed over
+    the batch and the unfolds of this step.
+    """
+    N, K = sig.shape[0], sig.shape[1]
+    B = gv.shape[1]
+    unfolds = states.shape[0]
+    g_num0 = torch.zeros_like(gv)
+    g_den0 = torch.zeros_like(gv)
+    g_cm = torch.zeros_like(gv)
+    g_M2 = torch.zeros_like(M2)
+    g_sig = torch.zeros((N, K, B), dtype=gv.dtype, device=gv.device)
+    g_nsmu = torch.zeros_like(g_sig)
+    v_next = v_out
+    for k in range(unfolds - 1, -1, -1):
+        v = states[k]
+        vs = v.index_select(0, src).view(N, K, B)
+        s = torch.sigmoid(torch.addcmul(nsmu, vs, sig))
+        g_num = gv / dens[k]
+        g_den = -g_num * v_next
+        g_num0 = g_num0 + g_num
+        g_den0 = g_den0 + g_den
+        g_cm = torch.addcmul(g_cm, g_num, v)
+        G = torch.stack([g_num, g_den], 1) * h.unsqueeze(1)           # (N, 2, B)
+        g_M2 = torch.baddbmm(g_M2, G, s.transpose(1, 2))
+        g_z = torch.bmm(M2.transpose(1, 2), G) * (s * (1.0 - s))      # (N, K, B)
+        g_sig = torch.addcmul(g_sig, g_z, vs)
+        g_nsmu = g_nsmu + g_z
+        gv = (g_num * cm).index_add(0, src, (g_z * sig).view(N * K, B))
+        v_next = v
+    return (gv, g_num0, g_den0, g_cm.sum(1, keepdim=True), g_sig.sum(2, keepdim=True),
+            g_nsmu.sum(2, keepdim=True), g_M2)
+
+
+_KERNELS: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {"eager": (forward_step, backward_step)}
+
+
+def get_kernel(name: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """(forward_step, backward_step) for "eager" or "compiled" (compiled on first use)."""
+    if name not in ("eager", "compiled"):
+        raise ValueError(f"Unknown LTC kernel {name!r}; choose 'eager' or 'compiled'")
+    if name not in _KERNELS:
+        _KERNELS[name] = (torch.compile(forward_step, dynamic=True),
+                          torch.compile(backward_step, dynamic=True))
+    return _KERNELS[name]
+
+
+class FusedSemiImplicitLTC(torch.autograd.Function):
+    """``apply(v0, keep, num0, den0, h, cm, sig, nsmu, M2, src, unfolds, kernel) -> V``.
+
+    Shapes (batch-major at the interface): v0 (B, N); keep (T, B, 1) multiplies the
+    state before each step (0 = reset) or None; num0, den0 (T, B, N); h (T, B, 1) or
+    (T, 1, 1); cm (N,); sig, nsmu (N, K); M2 (N, 2, K); src (N*K,) long. Returns
+    V (T, B, N), the state after each step. No gradient flows to ``h`` or ``keep``
+    (elapsed times and resets are data).
     """
 
     @staticmethod
     def forward(ctx: Any, v0: Tensor, keep: Tensor | None, num0: Tensor, den0: Tensor, h: Tensor,
-                cm: Tensor, sig: Tensor, nsmu: Tensor, Ma: Tensor, Mg: Tensor, src: Tensor,
-                unfolds: int) -> Tensor:
-        T, B, N = num0.shape
-        K = sig.shape[1]
-        states = v0.new_empty((T, unfolds + 1, B, N))  # input state of every unfold + final
-        dens = v0.new_empty((T, unfolds, B, N))
-        v = v0
+                cm: Tensor, sig: Tensor, nsmu: Tensor, M2: Tensor, src: Tensor, unfolds: int,
+                kernel: str = "eager") -> Tensor:
+        fwd, _ = get_kernel(kernel)
+        T = num0.shape[0]
+        num0_t = num0.permute(0, 2, 1).contiguous()                      # (T, N, B)
+        den0_t = den0.permute(0, 2, 1).contiguous()
+        h_t = h.permute(0, 2, 1)                                         # (T, 1, B|1)
+        keep_t = None if keep is None else keep.permute(0, 2, 1)
+        cm_c, sig_c, nsmu_c = cm.unsqueeze(1), sig.unsqueeze(2), nsmu.unsqueeze(2)
+        v = v0.t()
+        outs, all_states, all_dens, inputs = [], [], [], []
         for t in range(T):
-            if keep is not None:
-                v = v * keep[t]
-            states[t, 0] = v
-            h_t = h[t]
-            for k in range(unfolds):
-                s = torch.index_select(v, 1, src).view(B, N, K)
-                s = torch.addcmul(nsmu, s, sig).sigmoid_()
-                a = (s * Ma).sum(-1)
-                g = (s.mul_(Mg)).sum(-1)
-                num = torch.addcmul(num0[t], cm, v).addcmul_(h_t, a)
-                den = torch.addcmul(den0[t], h_t, g)
-                dens[t, k] = den
-                v = num.div_(den)
-                states[t, k + 1] = v
-        ctx.save_for_backward(keep, h, cm, sig, nsmu, Ma, Mg, src, states, dens)
-        ctx.unfolds = unfolds
-        return states[:, unfolds].clone()
+            if keep_t is not None:
+                v = v * keep_t[t]
+            inputs.append(v)
+            v, states, dens = fwd(v, num0_t[t], den0_t[t], h_t[t], cm_c, sig_c, nsmu_c, M2, src, unfolds)
+            outs.append(v)
+            all_states.append(states)
+            all_dens.append(dens)
+        V = torch.stack(outs)                                            # (T, N, B)
+        ctx.save_for_backward(keep_t, h_t, cm_c, sig_c, nsmu_c, M2, src, V,
+                              torch.stack(all_states), torch.stack(all_dens))
+        ctx.kernel = kernel
+        return V.transpose(1, 2)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        keep, h, cm, sig, nsmu, Ma, Mg, src, states, dens = ctx.saved_tensors
-        unfolds = ctx.unfolds
-        T, _, B, N = states.shape
-        K = sig.shape[1]
-        g_num0 = torch.empty_like(grad_out)
-        g_den0 = torch.empty_like(grad_out)
-        acc_cm = torch.zeros_like(grad_out[0])                  # (B, N)
-        acc_Ma = grad_out.new_zeros((B, N, K))
-        acc_Mg = grad_out.new_zeros((B, N, K))
-        acc_sig = grad_out.new_zeros((B, N, K))
-        acc_nsmu = grad_out.new_zeros((B, N, K))
-        gv = torch.zeros_like(grad_out[0])
+        keep_t, h_t, cm_c, sig_c, nsmu_c, M2, src, V, states, dens = ctx.saved_tensors
+        _, bwd = get_kernel(ctx.kernel)
+        T = V.shape[0]
+        g_out = grad_out.transpose(1, 2)                                 # (T, N, B)
+        g_num0 = torch.empty_like(V)
+        g_den0 = torch.empty_like(V)
+        g_cm = torch.zeros_like(cm_c)
+        g_sig = torch.zeros_like(sig_c)
+        g_nsmu = torch.zeros_like(nsmu_c)
+        g_M2 = torch.zeros_like(M2)
+        gv = torch.zeros_like(V[0])
         for t in range(T - 1, -1, -1):
-            gv = gv + grad_out[t]
-            h_t = h[t]
-            gn0 = torch.zeros_like(gv)
-            gd0 = torch.zeros_like(gv)
-            for k in range(unfolds - 1, -1, -1):
-                v = states[t, k]
-                v_next = states[t, k + 1]
-                vs = torch.index_select(v, 1, src).view(B, N, K)
-                s = torch.addcmul(nsmu, vs, sig).sigmoid_()
-                g_num = gv / dens[t, k]
-                g_den = -g_num * v_next
-                gn0 += g_num
-                gd0 += g_den
-                acc_cm.addcmul_(g_num, v)
-                ga = (g_num * h_t).unsqueeze(-1)                # (B, N, 1)
-                gg = (g_den * h_t).unsqueeze(-1)
-                acc_Ma.addcmul_(s, ga)
-                acc_Mg.addcmul_(s, gg)
-                g_s = torch.addcmul(ga * Ma, gg, Mg)            # dL/ds (B, N, K)
-                g_z = g_s.mul_(s).mul_(1.0 - s)
-                acc_sig.addcmul_(g_z, vs)
-                acc_nsmu.add_(g_z)
-                gv = g_num * cm
-                gv.index_add_(1, src, (g_z * sig).view(B, N * K))
-            g_num0[t] = gn0
-            g_den0[t] = gd0
-            if keep is not None:
-                gv = gv * keep[t]
-        return (gv, None, g_num0, g_den0, None, acc_cm.sum(0), acc_sig.sum(0), acc_nsmu.sum(0),
-                acc_Ma.sum(0), acc_Mg.sum(0), None, None)
+            gv = gv + g_out[t]
+            gv, g_num0[t], g_den0[t], d_cm, d_sig, d_nsmu, d_M2 = bwd(
+                gv, V[t], states[t], dens[t], h_t[t], cm_c, sig_c, nsmu_c, M2, src)
+            g_cm += d_cm
+            g_sig += d_sig
+            g_nsmu += d_nsmu
+            g_M2 += d_M2
+            if keep_t is not None:
+                gv = gv * keep_t[t]
+        return (gv.t(), None, g_num0.permute(0, 2, 1), g_den0.permute(0, 2, 1), None, g_cm[:, 0],
+                g_sig[:, :, 0], g_nsmu[:, :, 0], g_M2, None, None, None)

@@ -190,3 +190,33 @@ def test_time_constants_are_positive_and_input_dependent():
     tau_b = cell.time_constants(h, torch.full((4, 5), 3.0))
     assert tau_a.shape == (4, 8) and (tau_a > 0).all()
     assert not torch.allclose(tau_a, tau_b)
+
+
+@pytest.mark.parametrize("wiring", ["full", "ncp"])
+def test_no_grad_path_matches_and_follows_parameter_changes(wiring):
+    """Rollouts run under no_grad on a cached, neuron-major path: same numbers as the
+    training path, and the cache follows optimiser steps and load_state_dict."""
+    torch.manual_seed(0)
+    m = LTC(5, 8 if wiring == "full" else wirings.AutoNCP(12, 2))
+    x, h0 = torch.randn(3, 7, 5), torch.randn(3, m.state_size) * 0.3
+    resets = torch.zeros(3, 7, dtype=torch.bool)
+    resets[1, 3] = True
+    for kwargs in ({}, {"timespans": torch.rand(3, 7) + 0.1}, {"resets": resets}, {"timespans": 2.0}):
+        y1, h1 = m(x, h0, **kwargs)
+        with torch.no_grad():
+            y2, h2 = m(x, h0, **kwargs)
+        torch.testing.assert_close(y2, y1.detach())
+        torch.testing.assert_close(h2, h1.detach())
+    with torch.no_grad():
+        before = m(x)[0]
+    optimiser = torch.optim.SGD(m.parameters(), lr=0.1)
+    m(x)[0].square().sum().backward()
+    optimiser.step()
+    with torch.no_grad():
+        after = m(x)[0]
+    assert (after - before).abs().max() > 1e-4
+    torch.testing.assert_close(after, m(x)[0].detach())
+    other = LTC(5, 8 if wiring == "full" else wirings.AutoNCP(12, 2))
+    other.load_state_dict(m.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(other(x)[0], after)
