@@ -116,9 +116,9 @@ class CfCCell(nn.Module):
             ff1 = heads
             return -self.A * torch.exp(-ts * (torch.abs(self.w_tau) + torch.abs(ff1))) * ff1 + self.A
         H = self.hidden_size
-        ff = torch.tanh(heads[:, : 2 * H])
-        ff1, ff2 = ff[:, :H], ff[:, H:]
-        t_a, t_b = heads[:, 2 * H: 3 * H], heads[:, 3 * H:]
+        # One split (not several slices): its backward is a single concatenation.
+        ff, t_a, t_b = heads.split([2 * H, H, H], dim=1)
+        ff1, ff2 = torch.tanh(ff).chunk(2, dim=1)
         if isinstance(ts, Tensor):
             gate = torch.sigmoid(torch.addcmul(t_b, t_a, ts))
         else:
@@ -150,10 +150,12 @@ class CfCCell(nn.Module):
             w_h = heads_w[:, I:].t()
         h = h0
         outs = []
-        for t in range(x.shape[0]):
+        # unbind once: indexing pre[t] per step would make the backward allocate a full
+        # (T, B, U) gradient for every step.
+        for t, pre_t in enumerate(pre.unbind(0)):
             if keep is not None:
                 h = h * keep[t]
-            z = torch.addmm(pre[t], h, w_h)
+            z = torch.addmm(pre_t, h, w_h)
             heads = F.linear(rest(z), heads_w, heads_b) if self.backbone is not None else z
             h = self._combine(heads, 1.0 if elapsed is None else elapsed[t])
             outs.append(h)

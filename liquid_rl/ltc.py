@@ -263,13 +263,13 @@ class LTCCell(nn.Module):
         v = h0
         outs = []
         glvl = gleak * self.vleak
-        for t in range(T):
+        for t, (sa_t, sg_t) in enumerate(zip(sa.unbind(0), sg.unbind(0))):
             if keep is not None:
                 v = v * keep[t]
 
-            def conductances(state: Tensor, t: int = t) -> tuple[Tensor, Tensor]:
+            def conductances(state: Tensor, sa_t: Tensor = sa_t, sg_t: Tensor = sg_t) -> tuple[Tensor, Tensor]:
                 a, g = self._recurrent_conductances(state)
-                return a + glvl + sa[t], g + gleak + sg[t]
+                return a + glvl + sa_t, g + gleak + sg_t
 
             v = self._solve(v, conductances, cm, elapsed[t], U, self._epsilon)
             outs.append(v)

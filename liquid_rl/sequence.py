@@ -180,11 +180,11 @@ class LiquidSequence(nn.Module):
             ys, h = self._run(x, h, elapsed, keep)
         else:
             outs = []
-            for t in range(T):
+            for t, x_t in enumerate(x.unbind(0)):
                 if keep is not None:
                     h, c = h * keep[t], c * keep[t]
-                h, c = self.lstm(x[t], (h, c))
-                y, h = self._step(x[t], h, 1.0 if elapsed is None else elapsed[t])
+                h, c = self.lstm(x_t, (h, c))
+                y, h = self._step(x_t, h, 1.0 if elapsed is None else elapsed[t])
                 outs.append(y)
             ys = torch.stack(outs)
 
