@@ -306,7 +306,9 @@ def build_model(cfg: Mapping[str, Any], venv: VecEnv, device: str | None = None,
     policy, policy_kwargs = policy_spec(cfg, venv.observation_space)
     hyper = _hyperparams(cfg, venv.action_space)
     if small_buffer and is_off_policy(name):
-        hyper["buffer_size"] = 1
+        # the fewest rows the algorithm accepts (recurrent SAC needs one window of steps)
+        rows = int(hyper.get("burn_in", 8)) + int(hyper.get("sequence_length", 32)) + 1 if name == "recurrent_sac" else 1
+        hyper["buffer_size"] = min(int(hyper.get("buffer_size", 1_000_000)), rows * venv.num_envs)
     try:
         return cls(policy, venv, policy_kwargs=policy_kwargs, tensorboard_log=tensorboard_log,
                    verbose=cfg["train"]["verbose"], seed=cfg["train"]["seed"] if seed is None else seed,
@@ -319,7 +321,7 @@ def build_model(cfg: Mapping[str, Any], venv: VecEnv, device: str | None = None,
 def check_buildable(cfg: Mapping[str, Any]) -> None:
     """Build one env and the model on it (small buffer), then throw them away: catches
     what only construction can (env kwargs, wrapper values, policy options, spaces)."""
-    venv = make_vec_env(cfg, n_envs=1, seed=0)
+    venv = make_vec_env(cfg, seed=0, subprocess=False)
     try:
         build_model(cfg, venv, device="cpu", small_buffer=True)
     finally:

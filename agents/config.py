@@ -78,8 +78,19 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+_SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def _scientific(v: Any) -> Any:
+    """YAML 1.1 reads 1e5 (no dot) as a string; take it as the number it means."""
+    if isinstance(v, str) and _SCIENTIFIC.match(v.strip()):
+        return float(v)
+    return v
+
+
 def integer(low: int | None = None, high: int | None = None) -> Checker:
     def check(v: Any) -> int:
+        v = _scientific(v)
         if isinstance(v, bool) or not isinstance(v, numbers.Integral):
             # 1e5 in YAML is a float; accept it when it is a whole number
             if isinstance(v, float) and math.isfinite(v) and v == int(v):
@@ -96,6 +107,7 @@ def integer(low: int | None = None, high: int | None = None) -> Checker:
 
 def number(low: float | None = None, high: float | None = None, low_open: bool = False) -> Checker:
     def check(v: Any) -> float:
+        v = _scientific(v)
         if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
             raise _Bad(f"must be a number{_bounds(low, high, low_open)}, got {_show(v)}")
         v = float(v)
@@ -433,6 +445,20 @@ def _type_ok(value: Any, annotation: Any) -> bool:
     return False
 
 
+def _resolve_annotation(annotation: Any, fn: Callable[..., Any]) -> Any:
+    """A string annotation (``from __future__ import annotations``) evaluated in the
+    namespace of the function's module; Any if it cannot be."""
+    if not isinstance(annotation, str):
+        return annotation
+    import sys
+
+    module = sys.modules.get(getattr(fn, "__module__", ""), None)
+    try:
+        return eval(annotation, dict(vars(module)) if module else {})  # noqa: S307  (library source, not input)
+    except Exception:
+        return Any
+
+
 def _describe(annotation: Any) -> str:
     text = str(annotation).replace("collections.abc.Callable[[float], float]", "schedule 'lin_<start>'")
     return re.sub(r"<class '([\w.]+)'>", r"\1", text).replace("typing.", "")
@@ -457,6 +483,7 @@ def check_hyperparams(algo: str, hyper: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in hyper.items():
         path = f"algo.hyperparams.{name}"
+        value = _scientific(value)
         if name in _RESERVED:
             where = _RESERVED[name]
             raise ConfigError(f"{path!r} is set by liquid-rl" + (f"; use {where}" if where else "; remove it"))
@@ -475,7 +502,7 @@ def check_hyperparams(algo: str, hyper: Mapping[str, Any]) -> dict[str, Any]:
             value = list(value)
             if len(value) == 2 and isinstance(value[1], str) and value[1] not in ("step", "episode"):
                 raise ConfigError(f"{path!r} unit must be 'step' or 'episode', got {value[1]!r}")
-        annotation = params[name].annotation
+        annotation = _resolve_annotation(params[name].annotation, cls.__init__)
         if isinstance(value, float) and value.is_integer() and _type_ok(1, annotation) and not _type_ok(0.5, annotation):
             value = int(value)  # 1e6 in YAML for an integer argument
         if not _type_ok(value, annotation):
@@ -537,9 +564,12 @@ def validate_config(config: Any) -> dict[str, Any]:
     if ptype == "liquid_history" and policy["history"] is None:
         raise ConfigError("'policy.history' is required for policy.type 'liquid_history' (observations per window)")
     name = algo["name"]
-    if ptype in ("lstm", "liquid_recurrent") and name != "recurrent_ppo":
-        raise ConfigError(f"'policy.type' {ptype!r} needs algo.name 'recurrent_ppo', got {name!r} "
-                          "(for sac, td3, ppo, a2c use policy.type 'liquid_history')")
+    if ptype == "lstm" and name != "recurrent_ppo":
+        raise ConfigError(f"'policy.type' 'lstm' needs algo.name 'recurrent_ppo', got {name!r} "
+                          "(for an LSTM elsewhere use policy.type 'liquid_history' or 'liquid_recurrent' with cell 'lstm')")
+    if ptype == "liquid_recurrent" and name not in RECURRENT_ALGOS:
+        raise ConfigError(f"'policy.type' 'liquid_recurrent' needs algo.name 'recurrent_ppo' or 'recurrent_sac', "
+                          f"got {name!r} (for sac, td3, ppo, a2c use policy.type 'liquid_history')")
     if name == "recurrent_ppo" and ptype not in ("lstm", "liquid_recurrent"):
         raise ConfigError(f"algo.name 'recurrent_ppo' needs policy.type 'lstm' or 'liquid_recurrent', got {ptype!r}")
     if name == "recurrent_sac" and ptype != "liquid_recurrent":
@@ -564,8 +594,6 @@ def validate_config(config: Any) -> dict[str, Any]:
     if policy["mode"] is not None and policy["cell"] != "cfc":
         raise ConfigError(f"'policy.mode' is a CfC option; policy.cell is {policy['cell']!r}")
     algo["hyperparams"] = check_hyperparams(name, algo["hyperparams"])
-    if name in ("ppo", "a2c", "recurrent_ppo") and algo["hyperparams"].get("action_noise") is not None:
-        raise ConfigError(f"'algo.hyperparams.action_noise' is for off-policy algorithms, not {name!r}")
 
     if train["device"] == "cuda":
         import torch
