@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from liquid_rl.cfc_fused import FusedCfC, recurrence
 from liquid_rl.sequence import LiquidSequence, LSTMCell
 from liquid_rl.wirings import Wiring
 
@@ -67,6 +68,7 @@ class CfCCell(nn.Module):
         self.input_size = int(input_size)
         self.hidden_size = int(hidden_size)
         self.mode = mode
+        self.fused = True  # use the fused recurrence where it applies (same numbers)
         self.backbone_layers = int(backbone_layers)
         self.sparsity_mask = None if sparsity_mask is None else nn.Parameter(
             torch.from_numpy(np.abs(np.asarray(sparsity_mask).T).astype(np.float32)), requires_grad=False)
@@ -100,6 +102,22 @@ class CfCCell(nn.Module):
     def output_size(self) -> int:
         return self.hidden_size
 
+    def _fused_scales(self) -> tuple[float, float] | None:
+        """(inner, outer) scales of the backbone activation ``outer * tanh(inner * z)`` when
+        the fused kernel applies (modes default/no_gate, no backbone or one tanh-like
+        layer), else None."""
+        if not self.fused or self.mode == "pure":
+            return None
+        if self.backbone is None:
+            return 1.0, 1.0
+        if self.backbone_layers == 1:
+            act = self.backbone[1]
+            if isinstance(act, LeCun):
+                return 0.666, 1.7159
+            if isinstance(act, nn.Tanh):
+                return 1.0, 1.0
+        return None
+
     def _heads(self) -> tuple[Tensor, Tensor]:
         """Stacked head weights (nheads*H, width) and biases, ff1/ff2 masked."""
         w1 = self.ff1.weight if self.sparsity_mask is None else self.ff1.weight * self.sparsity_mask
@@ -127,18 +145,47 @@ class CfCCell(nn.Module):
             return torch.addcmul(ff1, gate, ff2)
         return torch.addcmul(ff1, gate, ff2 - ff1)
 
-    def sequence(self, x: Tensor, h0: Tensor, elapsed: Tensor | None, keep: Tensor | None = None,
-                 x_pre: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def _fused_weights(self, inner: float, outer: float) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
+        """Weights of the fused recurrence with the activation's scales folded in:
+        (input map weight, its bias, w_h (H, Z), heads W (4H, Z) or None, heads b or None)."""
+        I = self.input_size
+        heads_w, heads_b = self._heads()
+        if self.backbone is None:
+            return heads_w[:, :I], heads_b, heads_w[:, I:].t(), None, None
+        first = self.backbone[0]
+        return (inner * first.weight[:, :I], inner * first.bias, (inner * first.weight[:, I:]).t(),
+                outer * heads_w, heads_b)
+
+    def _cached_fused_weights(self, inner: float, outer: float) -> tuple[Tensor, ...]:
+        """:meth:`_fused_weights` without grad, cached until a parameter changes or moves."""
+        params = list(self.parameters())
+        key = tuple(p._version for p in params) + tuple(id(p) for p in params) + (params[0].device, params[0].dtype)
+        cached = getattr(self, "_inference_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, tuple(t.contiguous() if t is not None else None for t in self._fused_weights(inner, outer)))
+            self._inference_cache = cached
+        return cached[1]
+
+    def sequence(self, x: Tensor, h0: Tensor, elapsed: Tensor | None,
+                 keep: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Run over a time-major sequence.
 
         Args:
             x: (T, B, I); h0: (B, H); elapsed: (T, B, 1) or None (1.0 per step);
-            keep: (T, B, 1) state factors before each step (0 = reset) or None;
-            x_pre: optional precomputed input part of the first map (T, B, width').
+            keep: (T, B, 1) state factors before each step (0 = reset) or None.
         Returns:
             (hidden states (T, B, H), final state (B, H)).
         """
-        I, H = self.input_size, self.hidden_size
+        I = self.input_size
+        scales = self._fused_scales()
+        if scales is not None:
+            if torch.is_grad_enabled():
+                w_x, b_x, w_h, W, b = self._fused_weights(*scales)
+                hs = FusedCfC.apply(F.linear(x, w_x, b_x), h0, keep, elapsed, w_h, W, b, self.mode == "no_gate")
+            else:  # rollouts: cached weights, no autograd bookkeeping
+                w_x, b_x, w_h, W, b = self._cached_fused_weights(*scales)
+                hs, _ = recurrence(F.linear(x, w_x, b_x), h0, keep, elapsed, w_h, W, b, self.mode == "no_gate")
+            return hs, hs[-1]
         heads_w, heads_b = self._heads()
         if self.backbone is not None:
             first: nn.Linear = self.backbone[0]

@@ -192,12 +192,18 @@ def test_time_constants_are_positive_and_input_dependent():
     assert not torch.allclose(tau_a, tau_b)
 
 
-@pytest.mark.parametrize("wiring", ["full", "ncp"])
-def test_no_grad_path_matches_and_follows_parameter_changes(wiring):
-    """Rollouts run under no_grad on a cached, neuron-major path: same numbers as the
-    training path, and the cache follows optimiser steps and load_state_dict."""
+NO_GRAD_MODELS = {
+    "ltc": lambda: LTC(5, 8), "ltc_ncp": lambda: LTC(5, wirings.AutoNCP(12, 2)),
+    "cfc": lambda: CfC(5, 8), "cfc_ncp": lambda: CfC(5, wirings.AutoNCP(12, 2)),
+}
+
+
+@pytest.mark.parametrize("name", list(NO_GRAD_MODELS))
+def test_no_grad_path_matches_and_follows_parameter_changes(name):
+    """Rollouts run under no_grad on a cached path without autograd bookkeeping: same
+    numbers as the training path, and the cache follows optimiser steps and load_state_dict."""
     torch.manual_seed(0)
-    m = LTC(5, 8 if wiring == "full" else wirings.AutoNCP(12, 2))
+    m = NO_GRAD_MODELS[name]()
     x, h0 = torch.randn(3, 7, 5), torch.randn(3, m.state_size) * 0.3
     resets = torch.zeros(3, 7, dtype=torch.bool)
     resets[1, 3] = True
@@ -216,7 +222,42 @@ def test_no_grad_path_matches_and_follows_parameter_changes(wiring):
         after = m(x)[0]
     assert (after - before).abs().max() > 1e-4
     torch.testing.assert_close(after, m(x)[0].detach())
-    other = LTC(5, 8 if wiring == "full" else wirings.AutoNCP(12, 2))
+    other = NO_GRAD_MODELS[name]()
     other.load_state_dict(m.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(other(x)[0], after)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: CfC(5, 8), lambda: CfC(5, 8, mode="no_gate"), lambda: CfC(5, 8, activation="tanh"),
+    lambda: CfC(5, wirings.AutoNCP(12, 2)), lambda: CfC(5, wirings.AutoNCP(12, 2), mode="no_gate"),
+])
+def test_fused_cfc_matches_autograd_path(make):
+    torch.manual_seed(0)
+    fused, plain = make().double(), make().double()
+    plain.load_state_dict(fused.state_dict())
+    for module in plain.modules():
+        if isinstance(module, CfCCell):
+            module.fused = False
+    x = torch.randn(3, 7, 5, dtype=torch.float64)
+    h0 = torch.randn(3, fused.state_size, dtype=torch.float64)
+    resets = torch.zeros(3, 7, dtype=torch.bool)
+    resets[1, 3] = True
+    ts = torch.rand(3, 7, dtype=torch.float64)
+    inputs = [(x.clone().requires_grad_(), h0.clone().requires_grad_()) for _ in range(2)]
+    outs = [m(xi, hi, timespans=ts, resets=resets) for m, (xi, hi) in zip((fused, plain), inputs)]
+    for y, h in outs:
+        (y.square().sum() + h.sum()).backward()
+    torch.testing.assert_close(outs[0][0], outs[1][0])
+    for a, b in zip(inputs[0], inputs[1]):
+        torch.testing.assert_close(a.grad, b.grad)
+    for (name, p), q in zip(fused.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+
+def test_fused_cfc_gradcheck():
+    torch.manual_seed(0)
+    m = CfC(3, 4, backbone_units=6).double()
+    x = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, h: m(x, h, timespans=0.7)[0], (x, h0))
