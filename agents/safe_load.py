@@ -24,6 +24,7 @@ import json
 import os
 import pickle
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -352,7 +353,9 @@ def load_agent(path: str | Path, device: str = "auto", env: VecEnv | None = None
     else:
         venv = env
     try:
-        model = build_model(cfg, venv, device=str(torch_device), small_buffer=not keep_buffer)
+        with warnings.catch_warnings():  # e.g. PPO's batch-size advice for the one-env spaces stand-in
+            warnings.simplefilter("ignore", UserWarning)
+            model = build_model(cfg, venv, device=str(torch_device), small_buffer=not keep_buffer)
     except ConfigError as e:
         raise UserError(f"{source}: {e}") from None
     if space_to_json(model.observation_space) != space_to_json(obs_space) or \
