@@ -1,0 +1,274 @@
+"""Benchmarks of recurrent SAC (``liquid_rl.agents.RecurrentSAC``); results in docs/benchmarks.md.
+
+``--speed``: gradient updates per second of RecurrentSAC (sequences of L steps after a
+burn-in, ``batch_size`` sequences per update) against stable-baselines3's SAC (MLP,
+256 transitions per update), on ``PendulumNoVel-v1`` with a filled replay buffer, one
+torch thread; per wall-clock second and per second of process CPU time (which other
+jobs on a shared machine do not change). One JSON line per configuration in
+``--speed-results``.
+
+``--learn``: the learning suite. Each (task, policy, seed) trains for the task's budget
+and then plays 20 deterministic evaluation episodes on a separately seeded env (the
+recurrent state carried through each episode); one JSON line per finished run in
+``--results``, written as soon as it finishes. Every ``--eval-every`` steps a run also
+evaluates 5 episodes (the learning curve in the row) and saves a checkpoint (model and
+replay buffer) under ``--checkpoints``, so an interrupted run resumes from its last
+checkpoint and a rerun skips finished rows::
+
+    python scripts/bench_recurrent_sac.py --speed
+    python scripts/bench_recurrent_sac.py --learn --tasks PendulumNoVel-v1 --seeds 0 1 2
+    python scripts/bench_recurrent_sac.py --learn --tasks HalfCheetah-P-v5 HalfCheetah-V-v5 --seeds 0 1 2
+    python scripts/bench_recurrent_sac.py --summary
+
+Policies (``--policies`` selects):
+
+- ``rsac-cfc``: RecurrentSAC, CfC with 64 units for the actor and for each critic,
+  heads [256, 256], windows of 8 burn-in + 16 learning steps, 16 windows per update
+  (256 transitions, as SAC's batch);
+- ``rsac-lstm``: the same with an LSTM of 64 units;
+- ``sac-mlp``: SAC with an MLP [256, 256] on the current observation;
+- ``sac-stack``: SAC with an MLP on 4 stacked observations (``VecFrameStack``);
+- ``sac-history``: SAC on 4 stacked observations read by ``LiquidHistoryExtractor``
+  (CfC, 64 units) in actor and critic.
+
+Budgets and hyperparameters per task are in ``TASKS``; all policies of a task share them.
+Seeds run outermost, so every (task, policy) gets seed 0 before any gets seed 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+import traceback
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3 import SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecEnv, VecFrameStack
+
+import liquid_rl.envs  # noqa: F401  (registers the envs)
+from liquid_rl.agents.recurrent_sac import RecurrentSAC
+
+#: task -> budget, evaluation interval and the hyperparameters shared by all policies.
+TASKS: dict[str, dict[str, Any]] = {
+    "PendulumNoVel-v1": dict(steps=50_000, learning_rate=1e-3, learning_starts=1_000),
+    "HalfCheetah-P-v5": dict(steps=100_000, learning_rate=3e-4, learning_starts=10_000),
+    "HalfCheetah-V-v5": dict(steps=100_000, learning_rate=3e-4, learning_starts=10_000),
+}
+POLICIES = ("rsac-cfc", "rsac-lstm", "sac-mlp", "sac-stack", "sac-history")
+#: RecurrentSAC's sequence settings in the learning suite: 16 windows x 16 learning steps.
+RSAC = dict(sequence_length=16, burn_in=8, batch_size=16)
+N_STACK = 4
+
+
+def env_id(task: str) -> str:
+    return f"liquid_rl/{task}"
+
+
+def make_env(task: str, policy: str, seed: int) -> VecEnv:
+    env = make_vec_env(env_id(task), n_envs=1, seed=seed)
+    if policy in ("sac-stack", "sac-history"):
+        env = VecFrameStack(env, n_stack=N_STACK)
+    return env
+
+
+def make_model(task: str, policy: str, env: VecEnv, seed: int) -> BaseAlgorithm:
+    hp = {k: v for k, v in TASKS[task].items() if k != "steps"}
+    common = dict(seed=seed, device="cpu", verbose=0, **hp)
+    if policy.startswith("rsac-"):
+        cell = policy.split("-", 1)[1]
+        return RecurrentSAC("RecurrentSACPolicy", env, policy_kwargs=dict(cell=cell, units=64, net_arch=[256, 256]),
+                            **RSAC, **common)
+    if policy in ("sac-mlp", "sac-stack"):
+        return SAC("MlpPolicy", env, **common)
+    if policy == "sac-history":
+        from liquid_rl.extractors import LiquidHistoryExtractor
+
+        kwargs = dict(features_extractor_class=LiquidHistoryExtractor,
+                      features_extractor_kwargs=dict(history=N_STACK, cell="cfc", units=64))
+        return SAC("MlpPolicy", env, policy_kwargs=kwargs, **common)
+    raise ValueError(f"unknown policy {policy!r}; choose from {POLICIES}")
+
+
+def count_params(model: BaseAlgorithm) -> int:
+    actor = getattr(model, "actor", None) or model.policy
+    return int(sum(p.numel() for p in actor.parameters()))
+
+
+def evaluate(model: BaseAlgorithm, task: str, policy: str, seed: int, episodes: int) -> tuple[float, float]:
+    env = make_env(task, policy, 10_000 + seed)
+    mean, std = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=True)
+    env.close()
+    return float(mean), float(std)
+
+
+def run_one(task: str, policy: str, seed: int, eval_every: int, checkpoints: str) -> dict[str, Any]:
+    """Train (resuming from a checkpoint if one exists), evaluate, return the result row."""
+    steps = TASKS[task]["steps"]
+    ckpt = os.path.join(checkpoints, f"{task}_{policy}_{seed}")
+    env = make_env(task, policy, seed)
+    cls = RecurrentSAC if policy.startswith("rsac-") else SAC
+    progress: dict[str, Any] = dict(curve=[], wall_s=0.0)
+    if os.path.exists(os.path.join(ckpt, "progress.json")):
+        with open(os.path.join(ckpt, "progress.json")) as f:
+            progress = json.load(f)
+        model = cls.load(os.path.join(ckpt, "model.zip"), env=env, device="cpu")
+        model.load_replay_buffer(os.path.join(ckpt, "buffer.pkl"))
+        print(f"  resumed at {model.num_timesteps} steps", flush=True)
+    else:
+        model = make_model(task, policy, env, seed)
+    while model.num_timesteps < steps:
+        t0 = time.time()
+        chunk = min(eval_every, steps - model.num_timesteps)
+        model.learn(chunk, reset_num_timesteps=False, progress_bar=False)
+        progress["wall_s"] += time.time() - t0
+        mean, _ = evaluate(model, task, policy, seed, 5)
+        progress["curve"].append([int(model.num_timesteps), round(mean, 2)])
+        print(f"  {task} {policy} seed {seed}: {model.num_timesteps} steps, return {mean:.1f}, "
+              f"{progress['wall_s']:.0f} s", flush=True)
+        if model.num_timesteps < steps:
+            os.makedirs(ckpt, exist_ok=True)
+            model.save(os.path.join(ckpt, "model.zip"))
+            model.save_replay_buffer(os.path.join(ckpt, "buffer.pkl"))
+            with open(os.path.join(ckpt, "progress.json"), "w") as f:
+                json.dump(progress, f)
+    mean, std = evaluate(model, task, policy, seed, 20)
+    row = dict(task=task, policy=policy, seed=seed, steps=int(model.num_timesteps), mean_return=round(mean, 2),
+               std_return=round(std, 2), best_curve_return=max(r for _, r in progress["curve"]),
+               curve=progress["curve"], updates=int(model._n_updates), wall_s=round(progress["wall_s"]),
+               actor_params=count_params(model), hyperparameters={k: v for k, v in TASKS[task].items()},
+               sequence=RSAC if policy.startswith("rsac-") else None)
+    env.close()
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return row
+
+
+def load_rows(path: str) -> list[dict[str, Any]]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def learn(args: argparse.Namespace) -> None:
+    for seed in args.seeds:
+        for task in args.tasks:
+            for policy in args.policies:
+                done = {(r["task"], r["policy"], r["seed"]) for r in load_rows(args.results)}
+                if (task, policy, seed) in done:
+                    continue
+                print(f"{task} {policy} seed {seed}", flush=True)
+                try:
+                    row = run_one(task, policy, seed, args.eval_every, args.checkpoints)
+                except Exception:  # one failed run must not stop the suite
+                    traceback.print_exc()
+                    continue
+                os.makedirs(os.path.dirname(args.results) or ".", exist_ok=True)
+                with open(args.results, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(f"  -> {row['mean_return']:.1f} +- {row['std_return']:.1f}", flush=True)
+
+
+def summary(path: str) -> None:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in load_rows(path):
+        groups[(r["task"], r["policy"])].append(r)
+    print("| task | policy | seeds | return (mean +- std over seeds) | per seed | wall time per run |")
+    print("|---|---|---|---|---|---|")
+    for (task, policy), rows in sorted(groups.items()):
+        means = [r["mean_return"] for r in rows]
+        per_seed = ", ".join(f"{r['mean_return']:.0f}" for r in sorted(rows, key=lambda r: r["seed"]))
+        wall = np.mean([r["wall_s"] for r in rows]) / 60
+        print(f"| {task} | {policy} | {len(rows)} | {np.mean(means):.1f} +- {np.std(means):.1f} | {per_seed} "
+              f"| {wall:.0f} min |")
+
+
+# ------------------------------------------------------------------ speed
+SPEED_CONFIGS: dict[str, dict[str, Any]] = {
+    "rsac-cfc64-L32-B32": dict(cell="cfc", units=64, sequence_length=32, burn_in=8, batch_size=32),
+    "rsac-cfc64-L16-B16": dict(cell="cfc", units=64, sequence_length=16, burn_in=8, batch_size=16),
+    "rsac-lstm64-L32-B32": dict(cell="lstm", units=64, sequence_length=32, burn_in=8, batch_size=32),
+    "rsac-ltc32-L32-B32": dict(cell="ltc", units=32, sequence_length=32, burn_in=8, batch_size=32),
+    "sac-mlp-B256": dict(batch_size=256),
+}
+
+
+def speed(args: argparse.Namespace) -> None:
+    torch.set_num_threads(1)
+    done = {r["config"] for r in load_rows(args.speed_results)}
+    for name in args.speed_configs:
+        if name in done:
+            continue
+        cfg = dict(SPEED_CONFIGS[name])
+        env = make_vec_env(env_id("PendulumNoVel-v1"), n_envs=1, seed=0)
+        fill = 2_000
+        if name.startswith("rsac-"):
+            policy_kwargs = dict(cell=cfg.pop("cell"), units=cfg.pop("units"), net_arch=[256, 256])
+            model: BaseAlgorithm = RecurrentSAC("RecurrentSACPolicy", env, learning_starts=fill, seed=0, device="cpu",
+                                                policy_kwargs=policy_kwargs, **cfg)
+        else:
+            model = SAC("MlpPolicy", env, learning_starts=fill, seed=0, device="cpu", **cfg)
+        model.learn(fill)  # fills the buffer, no update
+        model.train(gradient_steps=2, batch_size=model.batch_size)  # warm-up
+        n = args.updates if not name.startswith("rsac-ltc") else max(3, args.updates // 20)
+        t0, c0 = time.perf_counter(), time.process_time()
+        model.train(gradient_steps=n, batch_size=model.batch_size)
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
+        row = dict(config=name, updates=n, seconds=round(dt, 2), updates_per_s=round(n / dt, 2),
+                   cpu_seconds=round(dc, 2), updates_per_cpu_s=round(n / dc, 2),
+                   transitions_per_update=cfg.get("batch_size", 0) * cfg.get("sequence_length", 1),
+                   settings=SPEED_CONFIGS[name], torch_threads=1, loadavg_1min=round(os.getloadavg()[0], 2))
+        print(json.dumps(row), flush=True)
+        os.makedirs(os.path.dirname(args.speed_results) or ".", exist_ok=True)
+        with open(args.speed_results, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--speed", action="store_true", help="gradient updates per second")
+    mode.add_argument("--learn", action="store_true", help="the learning suite")
+    mode.add_argument("--summary", action="store_true", help="print the learning results table")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--policies", nargs="+", default=None, choices=POLICIES,
+                        help="default: rsac-cfc rsac-lstm sac-mlp on PendulumNoVel, all on HalfCheetah")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--eval-every", type=int, default=10_000)
+    parser.add_argument("--results", default="docs/results/recurrent_sac.jsonl")
+    parser.add_argument("--checkpoints", default="runs/bench_recurrent_sac")
+    parser.add_argument("--speed-results", default="docs/results/recurrent_sac_speed.jsonl")
+    parser.add_argument("--speed-configs", nargs="+", default=list(SPEED_CONFIGS), choices=list(SPEED_CONFIGS))
+    parser.add_argument("--updates", type=int, default=100, help="timed gradient updates per configuration")
+    args = parser.parse_args()
+    if args.summary:
+        summary(args.results)
+    elif args.speed:
+        speed(args)
+    else:
+        torch.set_num_threads(1)
+        if args.policies is None:
+            for task in args.tasks:  # the defaults differ per task
+                sub = argparse.Namespace(**{**vars(args), "tasks": [task], "policies": default_policies(task)})
+                learn(sub)
+        else:
+            learn(args)
+
+
+def default_policies(task: str) -> list[str]:
+    if task.startswith("PendulumNoVel"):
+        return ["rsac-cfc", "rsac-lstm", "sac-mlp"]
+    return ["rsac-cfc", "sac-mlp", "sac-stack", "sac-history"]
+
+
+if __name__ == "__main__":
+    main()
