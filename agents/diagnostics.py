@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import TensorBoardOutputFormat
 from torch import Tensor, nn
 
 from liquid_rl.wirings import Wiring
@@ -136,9 +137,11 @@ class CoreRecorder:
 
 
 class LiquidDiagnosticsCallback(BaseCallback):
-    """Every ``every`` env steps, record ``liquid/<core>/<statistic>`` (see
-    :func:`core_statistics`) for each recurrent core of the policy in the SB3 logger
-    (TensorBoard). Does nothing for policies without cores."""
+    """Every ``every`` env steps, write ``liquid/<core>/<statistic>`` (see
+    :func:`core_statistics`) for each recurrent core of the policy to TensorBoard (the
+    SB3 logger's writer; ``liquid/<statistic>`` when there is one core). The statistics
+    are those of the cores' latest call (acting in the env, or a training batch). Does
+    nothing for policies without cores."""
 
     def __init__(self, every: int, verbose: int = 0) -> None:
         super().__init__(verbose)
@@ -163,8 +166,17 @@ class LiquidDiagnosticsCallback(BaseCallback):
                 continue
             tag = f"liquid/{_short(name)}" if many else "liquid"
             for key, value in stats.items():
-                self.logger.record(f"{tag}/{key}", value)
+                self._write(f"{tag}/{key}", value)
         return True
+
+    def _write(self, tag: str, value: float) -> None:
+        """Straight to TensorBoard at the current step (SB3's ``record`` would stamp it
+        with the step of the algorithm's next log dump, and keep only the last value)."""
+        for fmt in self.logger.output_formats:
+            if isinstance(fmt, TensorBoardOutputFormat):
+                fmt.writer.add_scalar(tag, value, self.num_timesteps)
+                return
+        self.logger.record(tag, value)
 
     def _on_training_end(self) -> None:
         if self.recorder is not None:

@@ -213,6 +213,7 @@ class BestModelCallback(BaseCallback):
         self.logger.record("eval/mean_reward", result["mean_return"])
         self.logger.record("eval/std_reward", result["std_return"])
         self.logger.record("eval/mean_ep_length", result["mean_length"])
+        self.logger.dump(self.num_timesteps)  # as SB3's EvalCallback: stamped with this step
         evaluations = read_evaluations(self.run_dir / "evaluations.json")
         evaluations.append(result)
         atomic_write_text(self.run_dir / "evaluations.json", json.dumps(evaluations, indent=1))
@@ -401,7 +402,6 @@ def _learn(run_dir: Path, cfg: dict[str, Any], model: BaseAlgorithm, venv: VecEn
         raise
     if best is not None and best.last_step != model.num_timesteps:
         best.evaluate()  # the final policy competes for best/ too
-        model.logger.dump(model.num_timesteps)
     eval_env.close()
     checkpoints.save()
     path = _finish(run_dir, cfg, model)

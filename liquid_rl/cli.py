@@ -15,7 +15,7 @@ prints one line, ``liquid-rl: error: ...``, and exits with status 2, having writ
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -41,8 +41,10 @@ def _non_negative_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
+    if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
     return value
 
 
