@@ -261,3 +261,21 @@ def test_fused_cfc_gradcheck():
     x = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x, h: m(x, h, timespans=0.7)[0], (x, h0))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ["ltc", "ltc_ncp", "cfc", "cfc_ncp"])
+def test_solver_loop_has_no_host_synchronisation(name):
+    m = NO_GRAD_MODELS[name]().cuda()
+    x = torch.randn(4, 16, 5, device="cuda")
+    ts = torch.rand(4, 16, device="cuda")
+    resets = torch.rand(4, 16, device="cuda") < 0.1
+    m(x, timespans=ts, resets=resets)  # warm-up (lazy initialisation may synchronise)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        y, _ = m(x, timespans=ts, resets=resets)
+        y.square().sum().backward()
+        with torch.no_grad():
+            m(x, timespans=ts, resets=resets)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
