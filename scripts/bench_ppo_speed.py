@@ -7,6 +7,7 @@ updates together) and the ratio liquid / LSTM::
 
     python scripts/bench_ppo_speed.py --steps 20000 --units 32
     python scripts/bench_ppo_speed.py --cell cfc --steps 20000
+    python scripts/bench_ppo_speed.py --cell-options '{"kernel": "compiled"}'
 
 With ``--profile PATH`` the liquid run is profiled with cProfile (top functions printed).
 """
@@ -34,13 +35,14 @@ HEAD: dict[str, Any] = dict(ortho_init=False, activation_fn=torch.nn.ReLU, net_a
 
 
 def run(policy: Any, policy_kwargs: dict[str, Any], env_id: str, n_envs: int, steps: int, seed: int,
-        profile: str | None = None) -> float:
-    """Train for ``steps`` env steps; return env steps per second (after a short warm-up)."""
+        profile: str | None = None) -> tuple[float, float]:
+    """Train for ``steps`` env steps (after a warm-up of one rollout and update); return env
+    steps per second of wall clock and of this process's CPU time (robust to other load)."""
     env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
     model = RecurrentPPO(policy, env, seed=seed, policy_kwargs=policy_kwargs, **HYPER)
     model.learn(n_envs * HYPER["n_steps"])  # warm-up: one rollout and update
     prof = cProfile.Profile() if profile else None
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     if prof:
         prof.enable()
     model.learn(steps, reset_num_timesteps=False)
@@ -48,7 +50,7 @@ def run(policy: Any, policy_kwargs: dict[str, Any], env_id: str, n_envs: int, st
         prof.disable()
         prof.dump_stats(profile)
         pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
-    return steps / (time.perf_counter() - start)
+    return steps / (time.perf_counter() - start), steps / (time.process_time() - cpu)
 
 
 def main() -> None:
@@ -60,22 +62,27 @@ def main() -> None:
     parser.add_argument("--n-envs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--cell-options", default="{}", help='JSON of cell options, e.g. \'{"kernel": "compiled"}\'')
     parser.add_argument("--profile", default=None, help="write a cProfile of the liquid run here")
     parser.add_argument("--json", default=None, help="append the result as a JSON line to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    lstm = run("MlpLstmPolicy", dict(HEAD, lstm_hidden_size=args.units), args.env, args.n_envs, args.steps, args.seed)
-    print(f"LSTM-{args.units}: {lstm:.0f} env steps/s")
-    liquid = run(LiquidRecurrentPolicy, dict(HEAD, cell=args.cell, units=args.units), args.env, args.n_envs,
-                 args.steps, args.seed, args.profile)
-    print(f"{args.cell.upper()}-{args.units}: {liquid:.0f} env steps/s")
-    print(f"ratio {args.cell}/lstm: {liquid / lstm:.2f}")
+    lstm, lstm_cpu = run("MlpLstmPolicy", dict(HEAD, lstm_hidden_size=args.units), args.env, args.n_envs,
+                         args.steps, args.seed)
+    print(f"LSTM-{args.units}: {lstm:.0f} env steps/s wall clock, {lstm_cpu:.0f} per CPU second")
+    options = json.loads(args.cell_options)
+    liquid, liquid_cpu = run(LiquidRecurrentPolicy, dict(HEAD, cell=args.cell, units=args.units, **options), args.env,
+                 args.n_envs, args.steps, args.seed, args.profile)
+    print(f"{args.cell.upper()}-{args.units} {options or ''}: {liquid:.0f} env steps/s wall clock, "
+          f"{liquid_cpu:.0f} per CPU second")
+    print(f"ratio {args.cell}/lstm: {liquid / lstm:.2f} (wall clock), {liquid_cpu / lstm_cpu:.2f} (CPU time)")
     if args.json:
         with open(args.json, "a") as f:
             f.write(json.dumps(dict(env=args.env, cell=args.cell, units=args.units, steps=args.steps,
-                                    n_envs=args.n_envs, threads=args.threads, lstm_sps=lstm,
-                                    liquid_sps=liquid, ratio=liquid / lstm)) + "\n")
+                                    n_envs=args.n_envs, threads=args.threads, cell_options=options, lstm_sps=lstm,
+                                    liquid_sps=liquid, ratio=liquid / lstm, lstm_cpu_sps=lstm_cpu,
+                                    liquid_cpu_sps=liquid_cpu, cpu_ratio=liquid_cpu / lstm_cpu)) + "\n")
 
 
 if __name__ == "__main__":
