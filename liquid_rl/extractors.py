@@ -87,6 +87,8 @@ class LiquidHistoryExtractor(BaseFeaturesExtractor):
         elif shape[0] % history:
             raise ValueError(f"history={history} does not divide the observation length {shape[0]}: "
                              f"stack the env with VecFrameStack(n_stack={history})")
+        if features_dim is not None and (not isinstance(features_dim, (int, np.integer)) or features_dim < 1):
+            raise ValueError(f"features_dim must be a positive integer or None, got {features_dim!r}")
         out = resolve_output_size(cell, int(units), wiring, output_size, max(1, int(units) // 4))
         super().__init__(observation_space, features_dim or out)
         self.history = int(history)

@@ -94,6 +94,7 @@ def test_algorithms_train_the_extractor(algo, shared):
     (spaces.Box(-1, 1, (9,)), dict(history=2), "history=2 does not divide the observation length 9"),
     (spaces.Box(0, 255, (6, 64, 64), np.uint8), dict(history=4), "does not divide the 6 image channels"),
     (spaces.Box(-1, 1, (8,)), dict(history=0), "history must be a positive integer"),
+    (spaces.Box(-1, 1, (8,)), dict(history=2, features_dim=0), "features_dim must be a positive integer"),
     (spaces.Box(-1, 1, (8,)), dict(history=2, cell="rnn"), "Unknown cell 'rnn'"),
     (spaces.Box(-1, 1, (8,)), dict(history=2, wiring="dense"), "Unknown wiring 'dense'"),
     (spaces.Box(-1, 1, (4, 2, 2)), dict(history=2), "stacked vectors"),

@@ -149,6 +149,16 @@ def test_predict_carries_the_state_and_resets_at_episode_starts():
     np.testing.assert_allclose(fresh, actions[5], atol=1e-6)
 
 
+def test_state_dependent_exploration_with_a_liquid_latent():
+    env = make_vec_env(PENDULUM, n_envs=2, seed=0)
+    model = RecurrentPPO(LiquidRecurrentPolicy, env, n_steps=16, batch_size=32, n_epochs=1, seed=0, use_sde=True,
+                         sde_sample_freq=4, policy_kwargs=dict(cell="cfc", units=6, wiring="ncp", output_size=2))
+    model.learn(64)
+    assert model.policy.action_dist.exploration_mat.shape == (2, 1)  # gSDE noise on the 2 motor neurons
+    action, state = model.predict(np.zeros((2, 3), dtype=np.float32))
+    assert action.shape == (2, 1) and state[0].shape == (1, 2, model.policy.lstm_actor.hidden_size)
+
+
 def test_evaluate_policy_runs_the_recurrent_loop():
     model = _model(cell="cfc", units=6, n_envs=1)
     model.learn(64)
