@@ -67,7 +67,8 @@ def test_image_history_runs_the_conv_head_per_frame():
     assert got.shape == (2, 5) and ext.core.output_size == 2  # ncp default: units // 4 motor neurons
 
 
-@pytest.mark.parametrize("algo, shared", [(PPO, True), (PPO, False), (A2C, True), (SAC, False), (TD3, False)])
+@pytest.mark.parametrize("algo, shared", [(PPO, True), (PPO, False), (A2C, True), (SAC, False), (SAC, True),
+                                          (TD3, False)])
 def test_algorithms_train_the_extractor(algo, shared):
     env = _stacked(PENDULUM, 3, n_envs=1)
     kwargs = dict(features_extractor_class=LiquidHistoryExtractor,
@@ -88,6 +89,18 @@ def test_algorithms_train_the_extractor(algo, shared):
     model.learn(64)
     for e, b in zip(extractors, before):
         assert [n for n, p in e.named_parameters() if torch.equal(p, b[n])] == []
+
+
+def test_ppo_on_stacked_camera_frames():
+    env = _stacked("liquid_rl/LaneKeepingPixels-v0", 2)
+    model = PPO("CnnPolicy", env, n_steps=8, batch_size=16, n_epochs=1, seed=0, policy_kwargs=dict(
+        features_extractor_class=LiquidHistoryExtractor,
+        features_extractor_kwargs=dict(history=2, cell="ltc", units=19, wiring="ncp", output_size=1)))
+    ext = model.policy.features_extractor
+    assert ext.frame_shape == (3, 64, 64) and ext.features_dim == 1
+    conv = ext.head.conv[0].weight.detach().clone()
+    model.learn(16)
+    assert not torch.equal(conv, ext.head.conv[0].weight)
 
 
 @pytest.mark.parametrize("space, kwargs, match", [
