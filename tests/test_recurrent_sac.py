@@ -110,6 +110,24 @@ def test_predict_carries_and_resets_the_state():
         model.predict(obs, s1, np.array([True, False]))
 
 
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_training_unroll_matches_acting_step_by_step(cell):
+    """The actor replays a window (one core call, resets inside) exactly as it acted."""
+    model = make(cell, n_envs=1)
+    g = th.Generator().manual_seed(0)
+    obs = th.rand(7, 2, 3, generator=g) * 2 - 1
+    resets = th.zeros(7, 2, dtype=th.bool)
+    resets[0, 1], resets[3, 0], resets[5, 1] = True, True, True  # env 0 starts from the given state
+    start = th.rand(2, model.policy.state_size, generator=g)
+    with th.no_grad():
+        mean, _ = model.actor.dist_params(model.actor.unroll(obs, start, resets, burn_in=2))
+        state, stepped = start, []
+        for t in range(7):
+            action, state = model.actor.act(obs[t], state, resets[t], deterministic=True)
+            stepped.append(action)
+    th.testing.assert_close(th.tanh(mean), th.stack(stepped)[2:], atol=1e-5, rtol=1e-4)
+
+
 def test_stored_states_are_the_actors_acting_states():
     model = make("cfc", burn_in_state="stored", learning_starts=10_000)
     model.learn(120)  # no update: the actor does not change
