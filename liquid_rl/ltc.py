@@ -168,6 +168,7 @@ class LTCCell(nn.Module):
         self.register_buffer("_src", torch.from_numpy(src).to(device), persistent=False)
         self.register_buffer("_src_flat", torch.from_numpy(src.reshape(-1)).to(device), persistent=False)
         self.register_buffer("_valid", torch.from_numpy(valid).to(device, self.sparsity_mask.dtype), persistent=False)
+        self._dense_src = bool(valid.all()) and bool((src == np.arange(K)).all())
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
@@ -310,25 +311,34 @@ class LTCCell(nn.Module):
         s = torch.addcmul(p["nssmu"], xT, p["ssig"]).sigmoid_()                          # (N, I, T*B)
         sens = torch.bmm(p["M2s"], s).view(N, 2, T, B)
         h = (x.new_ones((T, 1, 1)) if elapsed is None else elapsed).permute(0, 2, 1) / U   # (T, 1, B|1)
-        cm, src, sig, nsmu, M2 = p["cm"], self._src_flat, p["sig"], p["nsmu"], p["M2"]
+        cm, sig, nsmu = p["cm"], p["sig"], p["nsmu"]
+        # M2x = [w*erev, cm-slot; w, 0] (N, 2, K+1): the extra column carries cm*v, so one
+        # batched product gives [cm v + h a; h g] and an unfold is five tensor operations.
+        M2x = torch.cat([p["M2"], torch.cat([cm, torch.zeros_like(cm)], 1).unsqueeze(-1)], 2)
+        dense = self._dense_src                       # full wiring: v[src] is v broadcast
+        z = x.new_empty((N, K + 1, B))
         v = h0.t()
         outs = []
         for t in range(T):
             if keep is not None:
                 v = v * keep[t].t()
-            h_t = h[t]
-            num0 = (p["glvl"] + sens[:, 0, t]) * h_t
-            den0 = torch.addcmul(cm, p["gl_eps"] + sens[:, 1, t], h_t)
-            M2h = M2 * h_t.unsqueeze(-1) if h_t.shape[-1] == 1 else None
+            h_t = h[t]                                                                     # (1, B|1)
+            nd0 = torch.stack([(p["glvl"] + sens[:, 0, t]) * h_t,
+                               torch.addcmul(cm, p["gl_eps"] + sens[:, 1, t], h_t)], 1)   # (N, 2, B)
+            h_col = h_t.unsqueeze(1)
+            M = M2x * torch.cat([h_col.expand(1, 1, K), torch.ones_like(h_col)], 2) if B == 1 or h_t.shape[-1] == 1 \
+                else None
             for _ in range(U):
-                z = torch.addcmul(nsmu, v.index_select(0, src).view(N, K, B), sig).sigmoid_()
-                if M2h is not None:
-                    ag = torch.bmm(M2h, z)
-                    v = torch.addcmul(num0, cm, v).add_(ag[:, 0]).div_(ag[:, 1].add_(den0))
-                else:
-                    ag = torch.bmm(M2, z)
-                    v = torch.addcmul(torch.addcmul(num0, cm, v), h_t, ag[:, 0]).div_(
-                        torch.addcmul(den0, h_t, ag[:, 1]))
+                pre = v.unsqueeze(0) if dense else v.index_select(0, self._src_flat).view(N, K, B)
+                torch.sigmoid(torch.addcmul(nsmu, pre, sig), out=z[:, :K])
+                z[:, K] = v
+                if M is not None:
+                    nd = torch.baddbmm(nd0, M, z)
+                else:  # per-sample elapsed times: scale the synapse sums by h per sample
+                    ag = torch.bmm(M2x[:, :, :K], z[:, :K]) * h_t
+                    nd = nd0 + ag
+                    nd[:, 0] += cm * v
+                v = nd[:, 0] / nd[:, 1]
             outs.append(v)
         states = torch.stack(outs).transpose(1, 2)                                       # (T, B, N)
         return self._map_outputs(states), states[-1]
