@@ -47,6 +47,7 @@ __all__ = [
     "normalization_to_json",
     "normalization_from_json",
     "linear_schedule",
+    "apply_threads",
 ]
 
 
@@ -301,8 +302,6 @@ def build_model(cfg: Mapping[str, Any], venv: VecEnv, device: str | None = None,
     """
     name = cfg["algo"]["name"]
     cls = get_algorithm(name)
-    if cfg["train"]["threads"]:
-        torch.set_num_threads(cfg["train"]["threads"])
     policy, policy_kwargs = policy_spec(cfg, venv.observation_space)
     hyper = _hyperparams(cfg, venv.action_space)
     if small_buffer and is_off_policy(name):
@@ -316,6 +315,13 @@ def build_model(cfg: Mapping[str, Any], venv: VecEnv, device: str | None = None,
     except (ValueError, TypeError, KeyError, AssertionError, NotImplementedError) as e:
         raise ConfigError(f"cannot build {name} with policy.type {cfg['policy']['type']!r} on "
                           f"{cfg['env']['id']}: {_one_line(e)}") from None
+
+
+def apply_threads(cfg: Mapping[str, Any]) -> None:
+    """Set torch's CPU threads to ``train.threads`` (if set). Small policies run fastest
+    on one thread; several threads spin against each other on a busy machine."""
+    if cfg["train"]["threads"]:
+        torch.set_num_threads(cfg["train"]["threads"])
 
 
 def check_buildable(cfg: Mapping[str, Any]) -> None:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from liquid_rl.wirings import Wiring
 
-__all__ = ["find_cores", "core_wiring", "core_neurons", "core_statistics", "CoreRecorder",
+__all__ = ["find_cores", "core_wiring", "core_neurons", "core_statistics", "core_label", "CoreRecorder",
            "LiquidDiagnosticsCallback"]
 
 
@@ -164,7 +164,7 @@ class LiquidDiagnosticsCallback(BaseCallback):
                 stats = core_statistics(core, x, state)
             except (RuntimeError, ValueError):  # shapes the cell does not take: skip, never break training
                 continue
-            tag = f"liquid/{_short(name)}" if many else "liquid"
+            tag = f"liquid/{core_label(name)}" if many else "liquid"
             for key, value in stats.items():
                 self._write(f"{tag}/{key}", value)
         return True
@@ -183,7 +183,7 @@ class LiquidDiagnosticsCallback(BaseCallback):
             self.recorder.remove()
 
 
-def _short(name: str) -> str:
+def core_label(name: str) -> str:
     """"lstm_actor.core" -> "actor"; "critic.qf0.core" -> "critic_qf0"."""
     parts = [p.removeprefix("lstm_") for p in name.split(".") if p not in ("core", "rnn", "features_extractor")]
     return "_".join(parts) or name

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from liquid_rl.agents.config import UserError
-from liquid_rl.agents.diagnostics import CoreRecorder, core_neurons, core_wiring
+from liquid_rl.agents.diagnostics import CoreRecorder, core_label, core_neurons, core_wiring
 
 __all__ = ["inspect_agent"]
 
@@ -89,14 +89,14 @@ def inspect_agent(source: Any, out_dir: str | Path | None = None, seed: int = 0,
     labels = [wiring.get_type_of_neuron(i) for i in range(neurons.shape[1])] if wiring is not None \
         else _default_labels(core, neurons.shape[1])
     cfg = agent.config
-    title = f"{cfg['env']['id']} · {cfg['policy']['cell'] or cfg['policy']['type']} · {acting}"
+    title = f"{cfg['env']['id']} · {cfg['policy']['cell'] or cfg['policy']['type']} · {core_label(acting)} neurons"
     dt = _env_dt(agent)
     heatmap, traces = plot_activity(neurons, labels, out, title=title, dt=dt)
     wiring_png = wiring.draw(out / "wiring.png") if wiring is not None else None
     activity = out / "activity.npz"
     np.savez(activity, states=neurons, labels=np.asarray(labels))
     result = {"heatmap": str(heatmap), "traces": str(traces), "wiring": str(wiring_png) if wiring_png else None,
-              "activity": str(activity), "steps": steps, "return": total, "core": acting}
+              "activity": str(activity), "steps": steps, "return": total, "core": core_label(acting)}
     (out / "inspect.json").write_text(json.dumps(result, indent=1))
     return result
 

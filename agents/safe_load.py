@@ -302,7 +302,9 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         raise UserError(f"cannot read model file {p}: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UserError(f"{p}: {METADATA_NAME} is not liquid-rl model metadata")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+    if not isinstance(meta.get("format_version"), int) or not isinstance(meta.get("config"), dict):
+        raise UserError(f"{p}: {METADATA_NAME} lacks its format version or config")
+    if meta["format_version"] > FORMAT_VERSION:
         raise UserError(f"{p} was saved by a newer liquid-rl (format {meta.get('format_version')}); upgrade liquid-rl")
     return meta
 
@@ -336,11 +338,13 @@ def load_agent(path: str | Path, device: str = "auto", env: VecEnv | None = None
     source = resolve_model_path(path)
     meta = read_metadata(source)
     try:
-        cfg = validate_config(meta["config"])
+        saved = dict(meta["config"])
+        if isinstance(saved.get("train"), dict):
+            # the device it was trained on need not exist here: ``device`` decides
+            saved["train"] = {**saved["train"], "device": "auto"}
+        cfg = validate_config(saved)
     except ConfigError as e:
         raise UserError(f"{source}: its saved {e}") from None
-    except KeyError:
-        raise UserError(f"{source}: {METADATA_NAME} has no config") from None
     try:
         obs_space = space_from_json(meta["observation_space"])
         act_space = space_from_json(meta["action_space"])

@@ -38,7 +38,13 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecEnv, sync_envs_normalization
 
 from liquid_rl.agents.algorithms import is_off_policy
-from liquid_rl.agents.build import build_model, find_vecnormalize, make_vec_env, normalization_to_json
+from liquid_rl.agents.build import (
+    apply_threads,
+    build_model,
+    find_vecnormalize,
+    make_vec_env,
+    normalization_to_json,
+)
 from liquid_rl.agents.checkpoints import latest_checkpoint, write_checkpoint
 from liquid_rl.agents.config import ConfigError, UserError, apply_overrides, dump_config, load_config, validate_config
 from liquid_rl.agents.diagnostics import LiquidDiagnosticsCallback, core_wiring, find_cores
@@ -237,8 +243,12 @@ def _write_normalization(model: BaseAlgorithm, folder: Path) -> None:
 
 
 def _title(cfg: Mapping[str, Any]) -> str:
+    """e.g. "liquid_rl/LaneKeeping-v0 · recurrent_ppo · liquid_recurrent ltc NCP 12-6-1"."""
     p = cfg["policy"]
-    what = p["type"] if p["cell"] is None else f"{p['type']} {p['cell']} {p['wiring'] or ''}".strip()
+    wiring = p["wiring"]
+    if isinstance(wiring, Mapping):
+        wiring = f"NCP {wiring['inter_neurons']}-{wiring['command_neurons']}-{wiring['motor_neurons']}"
+    what = " ".join(str(x) for x in (p["type"], p["cell"], wiring, p["units"] and f"{p['units']} units") if x)
     return f"{cfg['env']['id']} · {cfg['algo']['name']} · {what}"
 
 
@@ -279,6 +289,7 @@ def train(config: str | Path | Mapping[str, Any], out: str | Path | None = None,
     _prepare_run_dir(run_dir, overwrite)
 
     # Build everything before the first file is written: errors leave no trace.
+    apply_threads(cfg)
     venv = make_vec_env(cfg, seed=seed)
     try:
         eval_env = make_vec_env(cfg, n_envs=1, seed=seed + EVAL_SEED_OFFSET, training=False)
@@ -325,6 +336,7 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress_bar: 
     seed = cfg["train"]["seed"]
     ckpt = latest_checkpoint(run)
     start = ckpt.step if ckpt is not None else 0
+    apply_threads(cfg)
 
     if ckpt is None:
         venv = make_vec_env(cfg, seed=seed)

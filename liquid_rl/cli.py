@@ -138,11 +138,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from liquid_rl.agents.build import apply_threads
     from liquid_rl.agents.evaluate import evaluate
     from liquid_rl.agents.safe_load import load_agent
 
     # Load (and so check) the model before choosing where to write.
     agent = load_agent(args.source, device=args.device)
+    apply_threads(agent.config)
     json_path = Path(args.json) if args.json else _default_json(args.source, args.noise)
     result = evaluate(agent, episodes=args.episodes, deterministic=args.deterministic, video=args.video,
                       noise=args.noise, json_path=json_path, seed=args.seed, progress=not args.no_progress)
@@ -158,9 +160,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
+    from liquid_rl.agents.build import apply_threads
     from liquid_rl.agents.inspect import inspect_agent
+    from liquid_rl.agents.safe_load import load_agent
 
-    result = inspect_agent(args.source, out_dir=args.out, seed=args.seed, deterministic=not args.stochastic,
+    agent = load_agent(args.source, device=args.device)
+    apply_threads(agent.config)
+    result = inspect_agent(agent, out_dir=args.out, seed=args.seed, deterministic=not args.stochastic,
                            max_steps=args.max_steps, device=args.device)
     print(f"one episode: {result['steps']} steps, return {result['return']:.2f} (core {result['core']})")
     for key in ("heatmap", "traces", "wiring", "activity"):
