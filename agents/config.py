@@ -295,7 +295,7 @@ NORMALIZE: dict[str, Key] = {
     "clip_obs": Key(number(0, low_open=True), 10.0, "clip normalised observations"),
     "clip_reward": Key(number(0, low_open=True), 10.0, "clip normalised rewards"),
 }
-TOP_LEVEL = {"description": Key(optional(str), None, "free text")}
+TOP_LEVEL = {"description": Key(optional(string), None, "free text")}
 
 # Keys of the policy section used by each policy type (besides type and kwargs).
 _LIQUID_KEYS = ("cell", "wiring", "units", "output_size", "ode_unfolds", "solver", "mode")
@@ -542,7 +542,10 @@ def validate_config(config: Any) -> dict[str, Any]:
             raise _unknown("", k, known)
     cfg: dict[str, Any] = {}
     for name, key in TOP_LEVEL.items():
-        cfg[name] = config.get(name, key.default)
+        try:
+            cfg[name] = key.check(config.get(name, key.default))
+        except _Bad as e:
+            raise ConfigError(f"{name!r} {e}") from None
     for section, keys in SCHEMA.items():
         if section not in config and any(k.default is REQUIRED for k in keys.values()):
             raise ConfigError(f"missing section {section!r}")
@@ -559,6 +562,11 @@ def validate_config(config: Any) -> dict[str, Any]:
         if policy[k] is not None and k not in _TYPE_KEYS[ptype]:
             fits = [t for t, ks in _TYPE_KEYS.items() if k in ks]
             raise ConfigError(f"'policy.{k}' does not apply to policy.type {ptype!r} (it is for {' or '.join(fits)})")
+    for k in policy["kwargs"]:
+        if k in SCHEMA["policy"] or k in ("lstm_hidden_size", "features_extractor_class", "features_extractor_kwargs"):
+            instead = "policy.units" if k == "lstm_hidden_size" else (
+                "policy.type" if k.startswith("features_extractor") else f"policy.{k}")
+            raise ConfigError(f"'policy.kwargs.{k}' is set by {instead}; set it there")
     if ptype in ("liquid_recurrent", "liquid_history") and policy["cell"] is None:
         raise ConfigError(f"'policy.cell' is required for policy.type {ptype!r}: one of {', '.join(CELL_NAMES)}")
     if ptype == "liquid_history" and policy["history"] is None:

@@ -22,7 +22,6 @@ continue.
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 import sys
@@ -46,13 +45,13 @@ from liquid_rl.agents.build import (
     normalization_to_json,
 )
 from liquid_rl.agents.checkpoints import latest_checkpoint, write_checkpoint
-from liquid_rl.agents.config import ConfigError, UserError, apply_overrides, dump_config, load_config, validate_config
+from liquid_rl.agents.config import UserError, apply_overrides, dump_config, load_config, validate_config
 from liquid_rl.agents.diagnostics import LiquidDiagnosticsCallback, core_wiring, find_cores
 from liquid_rl.agents.evaluate import run_episodes, summarize
 from liquid_rl.agents.plots import plot_learning_curve, read_episodes, read_evaluations
 from liquid_rl.agents.safe_load import atomic_write_text, load_agent, load_replay_buffer, save_agent
 
-__all__ = ["train", "resume", "default_run_dir", "RUN_FILES"]
+__all__ = ["train", "resume", "check_config", "default_run_dir", "RUN_FILES"]
 
 RUN_FILES = ("config.yaml", "run.json")
 EVAL_SEED_OFFSET = 10_000  # evaluation envs never replay the training envs' seeds
@@ -470,5 +469,3 @@ def check_config(config: Mapping[str, Any]) -> None:
     cfg = validate_config(config)
     check_buildable(cfg)
 
-
-__all__ += ["check_config", "ConfigError"]

@@ -152,6 +152,14 @@ def test_policy_types_fit_their_algorithms():
         **{"policy.type": "liquid_history", "policy.cell": "cfc", "policy.history": 4, "policy.ode_unfolds": 3}))
 
 
+def test_policy_kwargs_do_not_shadow_section_keys():
+    assert "'policy.kwargs.units' is set by policy.units" in error_of(cfg_with(**{"policy.kwargs.units": 8}))
+    assert "'policy.kwargs.lstm_hidden_size' is set by policy.units" in \
+        error_of(cfg_with(**{"policy.kwargs.lstm_hidden_size": 8}))
+    cfg = validate_config(cfg_with(**{"policy.kwargs.ortho_init": "false"}))
+    assert cfg["policy"]["kwargs"] == {"ortho_init": False}
+
+
 def test_liquid_history_stacks_frames():
     cfg = validate_config(cfg_with(**{"policy.type": "liquid_history", "policy.cell": "cfc", "policy.units": 8,
                                       "policy.history": 4}))

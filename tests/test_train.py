@@ -169,7 +169,7 @@ def test_existing_run_directory_is_never_overwritten_silently(tmp_path, capsys):
     ({"env": {"id": "liquid_rl/NoSuchEnv-v0"}}, "'env.id' unknown environment 'liquid_rl/NoSuchEnv-v0'"),
     ({"env": {"id": "liquid_rl/LaneKeeping-v0", "n_env": 2}}, "unknown key 'env.n_env' (did you mean 'n_envs'?)"),
     ({"env": {"id": "liquid_rl/LaneKeeping-v0", "kwargs": {"speed": -1}}}, "'env' liquid_rl/LaneKeeping-v0: ValueError"),
-    ({"policy": {"type": "mlp", "kwargs": {"lstm_hidden_size": 8}}}, "cannot build ppo with policy.type 'mlp'"),
+    ({"policy": {"type": "mlp", "kwargs": {"n_lstm_layers": 2}}}, "cannot build ppo with policy.type 'mlp'"),
 ])
 def test_bad_configs_exit_2_and_write_nothing(tmp_path, capsys, change, message):
     config = write_config(tmp_path / "bad.yaml", {**MLP, **change})
