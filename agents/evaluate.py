@@ -99,6 +99,10 @@ def write_video(frames: list[np.ndarray], path: str | Path, fps: float) -> Path:
 def _check_video_path(video: str | Path) -> None:
     if Path(video).suffix.lower() not in VIDEO_SUFFIXES:
         raise UserError(f"--video {video}: the file name must end in {' or '.join(VIDEO_SUFFIXES)}")
+    try:
+        import imageio  # noqa: F401
+    except ImportError:
+        raise UserError("--video needs the imageio package (pip install imageio imageio-ffmpeg)") from None
     if Path(video).suffix.lower() == ".mp4":
         try:
             import imageio_ffmpeg  # noqa: F401
