@@ -7,7 +7,9 @@
     run = train("configs/lane_keeping_ncp.yaml", out="runs/demo", overrides=["train.total_timesteps=30000"])
     print(evaluate(run, episodes=5)["mean_return"])
     agent = load_agent(run)                 # runs no code from the file
-    action, state = agent.model.predict(obs, state=None, episode_start=[True], deterministic=True)
+    env = agent.make_env()                  # the config's env, frozen normalisation statistics
+    obs = env.reset()
+    action, state = agent.model.predict(obs, deterministic=True)  # pass state/episode_start for recurrent policies
 
 The same operations as commands: ``liquid-rl train|eval|inspect`` (``liquid_rl.cli``).
 """
