@@ -375,7 +375,11 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress_bar: 
 
 
 def _truncate_logs(run: Path, step: int) -> None:
-    """Forget episodes and evaluations after ``step``: those steps are run again."""
+    """Forget episodes and evaluations after ``step`` (those steps are run again) and
+    remove temporary files left by a killed process."""
+    for folder in (run, run / "best", run / "final"):
+        for leftover in folder.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
     episodes = read_episodes(run / "episodes.csv")
     if len(episodes):
         keep = episodes[episodes[:, 0] <= step]
