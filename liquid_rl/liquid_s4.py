@@ -313,7 +313,8 @@ class LiquidSSM(nn.Module):
         uT = u.transpose(1, 2)  # (B, H, T)
         y = causal_conv(uT, K) + self.D[:, None] * uT
         # Final state x_{T-1} = Abar^T x0 + sum_k Abar^(T-1-k) Bbar u_k (weighted sum, no loop).
-        zs = torch.einsum("bht,hmt->bhm", uT.flip(-1), V)  # (B, H, N): real parts, imaginary parts
+        # One (B, T) x (T, N) product per channel; u laid out (H, B, T) once for bmm.
+        zs = torch.bmm(u.permute(2, 0, 1).flip(-1), V.transpose(1, 2)).transpose(0, 1)  # (B, H, N)
         n2 = self.n_modes
         x_new = Bbar * torch.complex(zs[..., :n2], zs[..., n2:])
         if state is not None:
@@ -321,7 +322,7 @@ class LiquidSSM(nn.Module):
             # Contribution of the initial state: 2 Re sum_n C_n Abar_n^(t+1) x0_n.
             w = _complex(self.kernel.C) * Abar * x0  # (B, H, N/2)
             coef = 2 * torch.cat([w.real, -w.imag], dim=-1)
-            y = y + torch.einsum("bhm,hmt->bht", coef, V)
+            y = y + torch.bmm(coef.transpose(0, 1), V).transpose(0, 1)  # (B, H, T)
             x_new = x_new + self.kernel.power(log_Abar, T) * x0
         else:
             buf = u.new_zeros(B, self.buffer_len, H)
@@ -472,7 +473,7 @@ class LiquidS4(nn.Module):
         prenorm: bool = False,
         liquid: bool = True,
         mode: Mode = "auto",
-        conv_threshold: int = 16,
+        conv_threshold: int = 4,
         liquid_scale_init: float = 1.0,
     ) -> None:
         super().__init__()

@@ -258,7 +258,8 @@ def run_recall(args) -> dict:
     results.setdefault("config", config)
     results.setdefault("runs", {})
     results["machine"] = {"python": platform.python_version(), "torch": torch.__version__,
-                          "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
+                          "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+                          "cores": os.cpu_count(), "load_average_at_start": os.getloadavg()}
     data = (make_recall(args.n_train, args.length, args.n_tokens, args.noise, args.data_seed, args.distractor),
             make_recall(args.n_test, args.length, args.n_tokens, args.noise, args.data_seed + 1, args.distractor))
     print(f"delayed recall: length {args.length}, {args.n_tokens} tokens (chance {1 / args.n_tokens:.3f}), "
@@ -324,7 +325,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.device in ("cuda", "all") and torch.cuda.is_available():
             devices.append(torch.device("cuda"))
         results = {"threads": torch.get_num_threads(), "torch": torch.__version__,
-                   "runs": [bench_speed(d, args) for d in devices]}
+                   "load_average_before": os.getloadavg(), "runs": [bench_speed(d, args) for d in devices],
+                   "load_average_after": os.getloadavg()}
+        print(f"load average before/after: {results['load_average_before']} / {results['load_average_after']}")
         out = Path(args.out if args.out != p.get_default("out") else "runs/bench_liquid_s4/speed.json")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=1))
