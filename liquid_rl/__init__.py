@@ -10,8 +10,8 @@ moving from ncps is a changed import::
 
 from liquid_rl import wirings
 from liquid_rl.cfc import CfC, CfCCell, WiredCfCCell
-from liquid_rl.ltc import LTC, LTCCell, flush_denormals
+from liquid_rl.ltc import LTC, LTCCell, flushed_denormals
 from liquid_rl.solvers import SOLVERS
 
-__all__ = ["LTC", "LTCCell", "CfC", "CfCCell", "WiredCfCCell", "wirings", "SOLVERS", "flush_denormals"]
+__all__ = ["LTC", "LTCCell", "CfC", "CfCCell", "WiredCfCCell", "wirings", "SOLVERS", "flushed_denormals"]
 __version__ = "0.1.0"

@@ -15,7 +15,8 @@ solvers of ``liquid_rl.solvers`` with autograd.
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -33,19 +34,29 @@ _INIT_RANGES = {
     "sensory_w": (0.001, 1.0), "sensory_sigma": (3.0, 8.0), "sensory_mu": (0.3, 0.8),
 }
 _MAPPINGS = ("affine", "linear", None)
-_flushed = False
 
 
-def flush_denormals() -> None:
-    """Flush denormal floats to zero on the CPU (once per process).
+def denormals_flushed() -> bool:
+    """Whether this thread's CPU currently flushes denormal floats to zero."""
+    return torch.tensor(1e-40, dtype=torch.float32).mul(1.0).item() == 0.0
+
+
+@contextmanager
+def flushed_denormals(device: torch.device) -> Iterator[None]:
+    """Flush denormal floats to zero on the CPU inside the block, and restore after.
 
     Saturated sigmoids in LTC synapses produce denormals that slow CPU arithmetic by
-    10-100x and carry no signal; LTC modules call this on their first CPU forward.
+    10-100x and carry no signal. The setting is process state, so it is switched on only
+    while an LTC runs (other code, e.g. hypothesis' float strategies, needs it off).
     """
-    global _flushed
-    if not _flushed:
-        torch.set_flush_denormal(True)
-        _flushed = True
+    if device.type != "cpu" or denormals_flushed():
+        yield
+        return
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def _uniform(shape: tuple[int, ...], name: str) -> Tensor:
@@ -68,7 +79,8 @@ class LTCCell(nn.Module):
         fused: use the fused semi-implicit kernel (same numbers, faster); ignored by other solvers.
         kernel: "eager" (plain PyTorch ops) or "compiled" (torch.compile of the fused step:
             fastest after a one-off compilation of ~20-60 s, needs a C++ compiler on CPU).
-        flush_denormal: on CPU, flush denormal floats to zero (see :func:`flush_denormals`).
+        flush_denormal: on CPU, flush denormal floats to zero while the cell runs
+            (see :func:`flushed_denormals`).
     """
 
     def __init__(self, wiring: Wiring, in_features: int | None = None, input_mapping: str | None = "affine",
@@ -242,7 +254,11 @@ class LTCCell(nn.Module):
             (outputs (T, B, O), final state (B, N)).
         """
         if self.flush_denormal and x.device.type == "cpu":
-            flush_denormals()
+            with flushed_denormals(x.device):
+                return self._sequence(x, h0, elapsed, keep)
+        return self._sequence(x, h0, elapsed, keep)
+
+    def _sequence(self, x: Tensor, h0: Tensor, elapsed: Tensor | None, keep: Tensor | None) -> tuple[Tensor, Tensor]:
         T, B, _ = x.shape
         U = self._ode_unfolds
         if self.solver == "semi_implicit" and self.fused and not torch.is_grad_enabled():
@@ -259,7 +275,7 @@ class LTCCell(nn.Module):
             den0 = cm + h * (gleak + sg + self._epsilon)
             sig, nsmu, M2 = self._synapse_tables()
             states = FusedSemiImplicitLTC.apply(h0, keep, num0, den0, h, cm, sig, nsmu, M2,
-                                                self._src_flat, U, self.kernel)
+                                                self._src_flat, U, self.kernel, self.flush_denormal)
             return self._map_outputs(states), states[-1]
         v = h0
         outs = []

@@ -107,7 +107,7 @@ def get_kernel(name: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
 
 
 class FusedSemiImplicitLTC(torch.autograd.Function):
-    """``apply(v0, keep, num0, den0, h, cm, sig, nsmu, M2, src, unfolds, kernel) -> V``.
+    """``apply(v0, keep, num0, den0, h, cm, sig, nsmu, M2, src, unfolds, kernel, flush) -> V``.
 
     Shapes (batch-major at the interface): v0 (B, N); keep (T, B, 1) multiplies the
     state before each step (0 = reset) or None; num0, den0 (T, B, N); h (T, B, 1) or
@@ -119,7 +119,7 @@ class FusedSemiImplicitLTC(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, v0: Tensor, keep: Tensor | None, num0: Tensor, den0: Tensor, h: Tensor,
                 cm: Tensor, sig: Tensor, nsmu: Tensor, M2: Tensor, src: Tensor, unfolds: int,
-                kernel: str = "eager") -> Tensor:
+                kernel: str = "eager", flush: bool = False) -> Tensor:
         fwd, _ = get_kernel(kernel)
         T = num0.shape[0]
         num0_t = num0.permute(0, 2, 1).contiguous()                      # (T, N, B)
@@ -141,11 +141,21 @@ class FusedSemiImplicitLTC(torch.autograd.Function):
         ctx.save_for_backward(keep_t, h_t, cm_c, sig_c, nsmu_c, M2, src, V,
                               torch.stack(all_states), torch.stack(all_dens))
         ctx.kernel = kernel
+        ctx.flush = flush
         return V.transpose(1, 2)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        if ctx.flush:
+            from liquid_rl.ltc import flushed_denormals
+
+            with flushed_denormals(grad_out.device):
+                return FusedSemiImplicitLTC._backward(ctx, grad_out)
+        return FusedSemiImplicitLTC._backward(ctx, grad_out)
+
+    @staticmethod
+    def _backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         keep_t, h_t, cm_c, sig_c, nsmu_c, M2, src, V, states, dens = ctx.saved_tensors
         _, bwd = get_kernel(ctx.kernel)
         T = V.shape[0]
@@ -168,4 +178,4 @@ class FusedSemiImplicitLTC(torch.autograd.Function):
             if keep_t is not None:
                 gv = gv * keep_t[t]
         return (gv.t(), None, g_num0.permute(0, 2, 1), g_den0.permute(0, 2, 1), None, g_cm[:, 0],
-                g_sig[:, :, 0], g_nsmu[:, :, 0], g_M2, None, None, None)
+                g_sig[:, :, 0], g_nsmu[:, :, 0], g_M2, None, None, None, None)

@@ -279,3 +279,23 @@ def test_solver_loop_has_no_host_synchronisation(name):
             m(x, timespans=ts, resets=resets)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_denormal_flushing_is_scoped_to_the_ltc():
+    """The CPU flushes denormals while an LTC runs and the setting is restored after, so
+    code running beside it (numpy, hypothesis' float strategies) keeps IEEE semantics."""
+    from liquid_rl.ltc import denormals_flushed
+
+    assert not denormals_flushed()
+    m = LTC(3, 5)
+    y, _ = m(torch.randn(2, 4, 3))
+    y.sum().backward()
+    with torch.no_grad():
+        m(torch.randn(2, 4, 3))
+    assert not denormals_flushed()
+    torch.set_flush_denormal(True)
+    try:
+        m(torch.randn(2, 4, 3))
+        assert denormals_flushed()  # a setting made by the user is left alone
+    finally:
+        torch.set_flush_denormal(False)
