@@ -28,6 +28,11 @@ TensorBoard, progress bar), ``save``/``load``, ``save_replay_buffer``/
 Each of the T + 1 observations of a window (its T observations, then the next
 observation of its last step) goes once through every core: one core call over the
 whole batch for the burn-in and one for the rest, per network.
+
+Limits: Box actions and Box (or Discrete) observations; the cells advance one time unit
+per env step (no elapsed-time input, unlike ``LiquidRecurrentPolicy``'s ``dt_key``);
+the cores read observations only (pomdp-baselines' previous action and reward as extra
+inputs are not offered); no gSDE.
 """
 
 from __future__ import annotations
