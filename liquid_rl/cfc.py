@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from liquid_rl.cfc_fused import FusedCfC, recurrence
 from liquid_rl.sequence import LiquidSequence, LSTMCell
-from liquid_rl.wirings import Wiring
+from liquid_rl.wirings import WiredSizes, Wiring
 
 MODES = ("default", "pure", "no_gate")
 
@@ -226,7 +226,7 @@ def _step_elapsed(ts: Tensor | float, ref: Tensor) -> Tensor | None:
     return e.reshape(1, 1, 1) if e.numel() == 1 else e.reshape(1, -1, 1)
 
 
-class WiredCfCCell(nn.Module):
+class WiredCfCCell(WiredSizes, nn.Module):
     """CfC over a layered wiring (e.g. NCP): one backbone-free CfC block per layer.
 
     The state (B, N) concatenates the layers in order (inter, command, motor); the
@@ -257,32 +257,12 @@ class WiredCfCCell(nn.Module):
             in_features = len(neurons)
 
     @property
-    def state_size(self) -> int:
-        return self._wiring.units
-
-    @property
     def layer_sizes(self) -> list[int]:
         return self._wiring.layer_sizes
 
     @property
     def num_layers(self) -> int:
         return self._wiring.num_layers
-
-    @property
-    def sensory_size(self) -> int:
-        return self._wiring.input_dim
-
-    @property
-    def motor_size(self) -> int:
-        return self._wiring.output_dim
-
-    @property
-    def output_size(self) -> int:
-        return self.motor_size
-
-    @property
-    def wiring(self) -> Wiring:
-        return self._wiring
 
     def sequence(self, x: Tensor, h0: Tensor, elapsed: Tensor | None, keep: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """x (T, B, I), h0 (B, N) -> (motor outputs (T, B, O), final state (B, N)).

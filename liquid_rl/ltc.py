@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from liquid_rl.ltc_fused import FusedSemiImplicitLTC
 from liquid_rl.sequence import LiquidSequence, LSTMCell
 from liquid_rl.solvers import get_solver
-from liquid_rl.wirings import FullyConnected, Wiring
+from liquid_rl.wirings import FullyConnected, WiredSizes, Wiring
 
 _INIT_RANGES = {
     "gleak": (0.001, 1.0), "vleak": (-0.2, 0.2), "cm": (0.4, 0.6),
@@ -64,7 +64,7 @@ def _uniform(shape: tuple[int, ...], name: str) -> Tensor:
     return torch.rand(*shape) * (hi - lo) + lo
 
 
-class LTCCell(nn.Module):
+class LTCCell(WiredSizes, nn.Module):
     """One LTC step: ``forward(input (B, I), hx (B, N), elapsed_time=1.0) -> (output (B, O), hx (B, N))``.
 
     Args:
@@ -134,35 +134,6 @@ class LTCCell(nn.Module):
         if output_mapping == "affine":
             self.output_b = nn.Parameter(torch.zeros(O))
         self._build_synapse_index()
-
-    # --- structure -------------------------------------------------------------------
-    @property
-    def state_size(self) -> int:
-        return self._wiring.units
-
-    @property
-    def sensory_size(self) -> int:
-        return self._wiring.input_dim
-
-    @property
-    def motor_size(self) -> int:
-        return self._wiring.output_dim
-
-    @property
-    def output_size(self) -> int:
-        return self.motor_size
-
-    @property
-    def wiring(self) -> Wiring:
-        return self._wiring
-
-    @property
-    def synapse_count(self) -> int:
-        return int(self.sparsity_mask.sum().item())
-
-    @property
-    def sensory_synapse_count(self) -> int:
-        return int(self.sensory_sparsity_mask.sum().item())
 
     def _build_synapse_index(self) -> None:
         """Group synapses by destination: ``_src`` (N, K) presynaptic neuron of the k-th
@@ -374,7 +345,7 @@ class LTCCell(nn.Module):
         return y[0], h
 
 
-class LTC(LiquidSequence):
+class LTC(WiredSizes, LiquidSequence):
     """Liquid time-constant RNN over sequences; a drop-in for ``ncps.torch.LTC``.
 
     Args:
@@ -412,34 +383,6 @@ class LTC(LiquidSequence):
         self.use_mixed = mixed_memory
         if mixed_memory:
             self.lstm = LSTMCell(self.input_size, self.state_size)
-
-    @property
-    def state_size(self) -> int:
-        return self._wiring.units
-
-    @property
-    def sensory_size(self) -> int:
-        return self._wiring.input_dim
-
-    @property
-    def motor_size(self) -> int:
-        return self._wiring.output_dim
-
-    @property
-    def output_size(self) -> int:
-        return self.motor_size
-
-    @property
-    def wiring(self) -> Wiring:
-        return self._wiring
-
-    @property
-    def synapse_count(self) -> int:
-        return self.rnn_cell.synapse_count
-
-    @property
-    def sensory_synapse_count(self) -> int:
-        return self.rnn_cell.sensory_synapse_count
 
     def _run(self, x: Tensor, h0: Tensor, elapsed: Tensor | None, keep: Tensor | None) -> tuple[Tensor, Tensor]:
         return self.rnn_cell.sequence(x, h0, elapsed, keep)

@@ -237,6 +237,40 @@ class Wiring:
         return path
 
 
+class WiredSizes:
+    """Sizes of a module read off its wiring ``self._wiring``, with ncps' property names."""
+
+    _wiring: Wiring
+
+    @property
+    def wiring(self) -> Wiring:
+        return self._wiring
+
+    @property
+    def state_size(self) -> int:
+        return self._wiring.units
+
+    @property
+    def sensory_size(self) -> int:
+        return self._wiring.input_dim
+
+    @property
+    def motor_size(self) -> int:
+        return self._wiring.output_dim
+
+    @property
+    def output_size(self) -> int:
+        return self._wiring.output_dim
+
+    @property
+    def synapse_count(self) -> int:
+        return self._wiring.synapse_count
+
+    @property
+    def sensory_synapse_count(self) -> int:
+        return self._wiring.sensory_synapse_count
+
+
 class StoredWiring(Wiring):
     """A wiring restored from :meth:`Wiring.to_config`: fixed synapses, layers and types."""
 
