@@ -29,7 +29,21 @@ Maths (per channel ``h``, complex mode ``n = 0..N/2-1``; S4D convention: a real 
   conjugate pair, which is what the reference implementation computes on its conjugate-expanded
   vectors; with it ``kappa_2 = s_2 * K_0 * S`` is consistent with the ``2 Re`` convention of
   ``K``. ``s_p`` is a learnable per-degree, per-channel scale. Only current and past inputs enter
-  (causal); inputs before the start of a call come from the carried state.
+  (causal); inputs before the start of a call come from the carried state. (The products are
+  of the p most recent inputs, as the Liquid-S4 paper writes them; the public code instead
+  multiplies shifted products recursively, u_t u_{t-1}^2 u_{t-2} at p = 3, and later reversed the
+  sequence, which is not causal.)
+
+Precision: the discretisation (H x N/2 numbers) runs in float64 and the powers ``Abar^l`` are
+built from float64 logarithms, then everything else runs in the parameters' dtype. In float32
+the two modes then agree to ~1e-6 relative (max-abs) at T = 1024 for the default init and to
+~3e-5 for nearly undamped modes (Re(A) dt ~ 1e-5), where the step recurrence's own rounding is
+the limit; the convolution stays within ~2e-6 of a float64 reference.
+
+Modes: :meth:`LiquidS4.forward` uses the convolution for T > ``conv_threshold`` (4: the
+measured CPU crossover) and the recurrence otherwise; ``mode="conv"|"step"`` forces one.
+Resets after t = 0 split the convolution into segments; per-step (non-uniform) timespans use
+the recurrence.
 """
 
 from __future__ import annotations
@@ -41,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["DiagonalSSMKernel", "LiquidSSM", "LiquidS4Block", "LiquidS4"]
+__all__ = ["DiagonalSSMKernel", "LiquidSSM", "LiquidS4Block", "LiquidS4", "causal_conv"]
 
 Mode = Literal["auto", "conv", "step"]
 _DISCRETIZATIONS = ("zoh", "bilinear")
