@@ -128,9 +128,11 @@ def test_auto_mode_picks_step_for_short_and_conv_for_long(monkeypatch):
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "default")
 @pytest.mark.parametrize("T", [1, 2, 7, 64, 300, 1024])
 def test_step_equals_conv(cfg, T):
+    if T == 1024 and cfg not in CONFIGS[:2]:
+        pytest.skip("T=1024 runs two configurations (the Python step loop is the slow part)")
     m = make_model(seed=T, **cfg)
     x = torch.randn(2, T, 3)
-    for h0 in (None, rand_state(m, 2)):
+    for h0 in (None, rand_state(m, 2)) if T < 1024 else (rand_state(m, 2),):
         yc, hc = m(x, h0, mode="conv")
         ys, hs = m(x, h0, mode="step")
         assert rel_err(yc, ys) < TOL
