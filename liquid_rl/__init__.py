@@ -10,8 +10,9 @@ moving from ncps is a changed import::
 
 from liquid_rl import wirings
 from liquid_rl.cfc import CfC, CfCCell, WiredCfCCell
+from liquid_rl.liquid_s4 import LiquidS4
 from liquid_rl.ltc import LTC, LTCCell, flushed_denormals
 from liquid_rl.solvers import SOLVERS
 
-__all__ = ["LTC", "LTCCell", "CfC", "CfCCell", "WiredCfCCell", "wirings", "SOLVERS", "flushed_denormals"]
+__all__ = ["LTC", "LTCCell", "LiquidS4", "CfC", "CfCCell", "WiredCfCCell", "wirings", "SOLVERS", "flushed_denormals"]
 __version__ = "0.1.0"
