@@ -3,7 +3,8 @@
 Suites (``--suite``, several allowed):
 
 - ``recurrent_ppo``: RecurrentPPO with LTC-32 and CfC-32 beside sb3-contrib's LSTM-64
-  policy and MLP PPO, on ``CartPoleNoVel-v1`` (100k steps) and ``PendulumNoVel-v1``
+  policy and MLP PPO (and, as a control of the glue, an ``nn.LSTM`` of 64 units inside
+  ``LiquidRecurrentPolicy``), on ``CartPoleNoVel-v1`` (100k steps) and ``PendulumNoVel-v1``
   (150k steps), RL Zoo's recurrentppo.yml hyperparameters for each env (all policies get
   the same ones and the same heads: net_arch pi [64] vf [64], ReLU, no orthogonal init).
 - ``lane``: RecurrentPPO with a 19-neuron NCP (LTC, AutoNCP(19, 1): 11 inter, 7 command,
@@ -110,6 +111,10 @@ def recurrent_ppo_specs() -> list[Spec]:
         "lstm-64": lambda t, env, s: RecurrentPPO("MlpLstmPolicy", env, seed=s, **_hyper(t),
                                                   policy_kwargs=dict(ZOO_HEAD, lstm_hidden_size=64)),
         "mlp": lambda t, env, s: PPO("MlpPolicy", env, seed=s, **_hyper(t), policy_kwargs=dict(ZOO_HEAD)),
+        # Control: nn.LSTM inside LiquidRecurrentPolicy starts from the same weights as
+        # sb3-contrib's policy and computes the same rollouts and gradients (to rounding).
+        "lstm-64-liquid-glue": lambda t, env, s: RecurrentPPO(
+            LiquidRecurrentPolicy, env, seed=s, **_hyper(t), policy_kwargs=dict(ZOO_HEAD, cell="lstm", units=64)),
     }
     return [Spec("recurrent_ppo", task, name, ZOO[task]["steps"],
                  (lambda env, s, f=f, task=task: f(task, env, s)), n_envs=ZOO[task]["n_envs"],
