@@ -13,9 +13,12 @@ Suites (``--suite``, several allowed):
 - ``sac_history``: SAC on ``PendulumNoVel-v1`` with 4 stacked frames, read by a
   ``LiquidHistoryExtractor`` (LTC-16, CfC-16) or flattened for the plain MLP.
 
+PPO runs normalise observations and rewards with ``VecNormalize`` as RL Zoo's
+``normalize: true`` does (rows from before that change carry ``normalize: "obs"``).
 Each finished (suite, task, policy, seed) appends one JSON line to ``--results`` (mean and
-std of 20 deterministic evaluation episodes on a separately seeded env, steps, wall time,
-parameter counts); rerunning skips finished rows, so an interrupted run resumes::
+std of 20 deterministic evaluation episodes on a separately seeded env with raw rewards,
+steps, wall time, parameter counts); rerunning skips finished rows, so an interrupted run
+resumes::
 
     python scripts/bench_rl.py --suite recurrent_ppo --seeds 0 1 2 --results docs/results/rl.jsonl
     python scripts/bench_rl.py --summary --results docs/results/rl.jsonl   # table of mean +- std
@@ -81,6 +84,10 @@ class Spec:
     n_envs: int = 1
     n_stack: int = 1
     info: dict[str, Any] = field(default_factory=dict)
+    # VecNormalize as RL Zoo's ``normalize: true``: observations and rewards (the latter
+    # with the algorithm's gamma; evaluation returns are always raw). "none" for SAC.
+    normalize: str = "obs+reward"
+    gamma: float = 0.99
 
 
 def _schedule(value: Any) -> Any:
@@ -118,7 +125,7 @@ def recurrent_ppo_specs() -> list[Spec]:
     }
     return [Spec("recurrent_ppo", task, name, ZOO[task]["steps"],
                  (lambda env, s, f=f, task=task: f(task, env, s)), n_envs=ZOO[task]["n_envs"],
-                 info=dict(ZOO[task]["hyper"], head="pi [64] vf [64] ReLU"))
+                 info=dict(ZOO[task]["hyper"], head="pi [64] vf [64] ReLU"), gamma=ZOO[task]["hyper"]["gamma"])
             for task in (CARTPOLE, PENDULUM) for name, f in policies.items()]
 
 
@@ -144,7 +151,8 @@ def lane_specs() -> list[Spec]:
         for name, build in builds.items():
             specs.append(Spec("lane", task, name, ZOO[task]["steps"], build, n_envs=ZOO[task]["n_envs"],
                               info=dict(ZOO[task]["hyper"], head="pi [] vf [64]",
-                                        features="NCP conv head, 32 features" if pixels else "observation")))
+                                        features="NCP conv head, 32 features" if pixels else "observation"),
+                              gamma=ZOO[task]["hyper"]["gamma"]))
     return specs
 
 
@@ -167,7 +175,8 @@ def sac_history_specs() -> list[Spec]:
                                              policy_kwargs=dict(net_arch=[64, 64])),
     }
     return [Spec("sac_history", PENDULUM, name, SAC_PENDULUM["steps"], b, n_stack=k,
-                 info=dict(SAC_PENDULUM["hyper"], n_stack=k, net_arch=[64, 64])) for name, b in builds.items()]
+                 info=dict(SAC_PENDULUM["hyper"], n_stack=k, net_arch=[64, 64]), normalize="none")
+            for name, b in builds.items()]
 
 
 SUITES: dict[str, Callable[[], list[Spec]]] = {
@@ -177,13 +186,14 @@ SUITES: dict[str, Callable[[], list[Spec]]] = {
 
 def make_env(spec: Spec, seed: int, training: bool, train_env: VecEnv | None = None) -> VecEnv:
     """Vectorised env with the benchmark's wrappers; the eval env copies the training
-    env's observation statistics (VecNormalize, observations only) and never updates them."""
+    env's observation statistics, never updates them and returns raw rewards."""
     env: VecEnv = make_vec_env(spec.task, n_envs=spec.n_envs if training else 1, seed=seed)
     if spec.n_stack > 1:
         env = VecFrameStack(env, spec.n_stack)
-    if spec.suite == "sac_history":
+    if spec.normalize == "none":
         return env
-    env = VecNormalize(env, norm_obs=True, norm_reward=False, training=training)
+    env = VecNormalize(env, norm_obs=True, norm_reward=training and spec.normalize == "obs+reward",
+                       gamma=spec.gamma, training=training)
     if train_env is not None:
         assert isinstance(train_env, VecNormalize) and isinstance(env, VecNormalize)
         env.obs_rms = train_env.obs_rms
@@ -220,35 +230,41 @@ def run_one(spec: Spec, seed: int, n_eval: int) -> dict[str, Any]:
     eval_env = make_env(spec, seed + 10_000, training=False, train_env=env)
     rewards, _ = evaluate_policy(model, eval_env, n_eval_episodes=n_eval, deterministic=True, return_episode_rewards=True)
     return dict(suite=spec.suite, task=spec.task, policy=spec.policy, seed=seed, steps=spec.steps,
-                mean=float(np.mean(rewards)), std=float(np.std(rewards)), episodes=len(rewards),
+                normalize=spec.normalize, mean=float(np.mean(rewards)), std=float(np.std(rewards)), episodes=len(rewards),
                 wall_s=round(wall, 1), params=count_params(model.policy), cell_params=cell_params(model),
                 algo=type(model).__name__, settings={k: str(v) for k, v in spec.info.items()})
 
 
-def load_done(path: str) -> set[tuple[str, str, str, int, int]]:
+def _normalize(row: dict[str, Any]) -> str:
+    # Rows written before reward normalization was added normalised observations only.
+    return row.get("normalize", "none" if row["suite"] == "sac_history" else "obs")
+
+
+def load_done(path: str) -> set[tuple[str, str, str, int, int, str]]:
     done = set()
     if os.path.exists(path):
         with open(path) as f:
             for line in f:
                 if line.strip():
                     r = json.loads(line)
-                    done.add((r["suite"], r["task"], r["policy"], r["seed"], r["steps"]))
+                    done.add((r["suite"], r["task"], r["policy"], r["seed"], r["steps"], _normalize(r)))
     return done
 
 
 def summary(path: str) -> None:
-    groups: dict[tuple[str, str, str, int], list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple[str, str, str, int, str], list[dict[str, Any]]] = defaultdict(list)
     with open(path) as f:
         for line in f:
             if line.strip():
                 r = json.loads(line)
-                groups[(r["suite"], r["task"], r["policy"], r["steps"])].append(r)
-    print("| suite | task | policy | steps | seeds | return (mean +- std over seeds) | per seed | params (cell) | wall s/seed |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for (suite, task, policy, steps), rows in sorted(groups.items()):
+                groups[(r["suite"], r["task"], r["policy"], r["steps"], _normalize(r))].append(r)
+    print("| suite | task | policy | steps | normalize | seeds | return (mean +- std over seeds) | per seed "
+          "| params (cell) | wall s/seed |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for (suite, task, policy, steps, norm), rows in sorted(groups.items()):
         means = np.array([r["mean"] for r in rows])
         per_seed = ", ".join(f"{r['seed']}: {r['mean']:.1f}+-{r['std']:.1f}" for r in sorted(rows, key=lambda r: r["seed"]))
-        print(f"| {suite} | {task.split('/')[-1]} | {policy} | {steps} | {len(rows)} | {means.mean():.1f} +- {means.std():.1f} "
+        print(f"| {suite} | {task.split('/')[-1]} | {policy} | {steps} | {norm} | {len(rows)} | {means.mean():.1f} +- {means.std():.1f} "
               f"| {per_seed} | {rows[0]['params']} ({rows[0]['cell_params']}) | {np.mean([r['wall_s'] for r in rows]):.0f} |")
 
 
@@ -276,7 +292,7 @@ def main() -> None:
         for spec in specs:
             if args.steps is not None:
                 spec.steps = args.steps
-            key = (spec.suite, spec.task, spec.policy, seed, spec.steps)
+            key = (spec.suite, spec.task, spec.policy, seed, spec.steps, spec.normalize)
             if key in load_done(args.results):
                 continue
             print(f"[{time.strftime('%H:%M:%S')}] {spec.suite} {spec.task} {spec.policy} seed {seed} ({spec.steps} steps)",
