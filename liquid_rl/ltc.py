@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from liquid_rl.ltc_fused import FusedSemiImplicitLTC
+from liquid_rl import native
+from liquid_rl.ltc_fused import FusedSemiImplicitLTC, check_kernel, resolve_kernel
 from liquid_rl.sequence import LiquidSequence, LSTMCell
 from liquid_rl.solvers import get_solver
 from liquid_rl.wirings import FullyConnected, WiredSizes, Wiring
@@ -77,8 +78,10 @@ class LTCCell(WiredSizes, nn.Module):
             run time (True) or by clipping in :meth:`apply_weight_constraints` (False).
         solver: "semi_implicit" (default, ncps'), "explicit" or "rk4".
         fused: use the fused semi-implicit kernel (same numbers, faster); ignored by other solvers.
-        kernel: "eager" (plain PyTorch ops) or "compiled" (torch.compile of the fused step:
-            fastest after a one-off compilation of ~20-60 s, needs a C++ compiler on CPU).
+        kernel: "auto" (default: "native" on the CPU when a C++ compiler is there, else
+            "eager"), "native" (a C++ kernel for the whole sequence, built once in ~1 s;
+            CPU only, the GPU runs "eager"), "eager" (plain PyTorch ops per step) or
+            "compiled" (torch.compile of the eager step). Same numbers; see ``ltc_fused``.
         flush_denormal: on CPU, flush denormal floats to zero while the cell runs
             (see :func:`flushed_denormals`).
     """
@@ -86,10 +89,9 @@ class LTCCell(WiredSizes, nn.Module):
     def __init__(self, wiring: Wiring, in_features: int | None = None, input_mapping: str | None = "affine",
                  output_mapping: str | None = "affine", ode_unfolds: int = 6, epsilon: float = 1e-8,
                  implicit_param_constraints: bool = False, solver: str = "semi_implicit",
-                 fused: bool = True, kernel: str = "eager", flush_denormal: bool = True) -> None:
+                 fused: bool = True, kernel: str = "auto", flush_denormal: bool = True) -> None:
         super().__init__()
-        if kernel not in ("eager", "compiled"):
-            raise ValueError(f"Unknown LTC kernel {kernel!r}; choose 'eager' or 'compiled'")
+        check_kernel(kernel)
         self.kernel = kernel
         if in_features is not None:
             wiring.build(in_features)
@@ -224,12 +226,17 @@ class LTCCell(WiredSizes, nn.Module):
         Returns:
             (outputs (T, B, O), final state (B, N)).
         """
+        kernel = resolve_kernel(self.kernel, x.device, x.dtype)
+        fused = self.solver == "semi_implicit" and self.fused
+        if fused and kernel == "native" and not torch.is_grad_enabled():
+            return self._sequence_native_inference(x, h0, elapsed, keep)
         if self.flush_denormal and x.device.type == "cpu":
             with flushed_denormals(x.device):
-                return self._sequence(x, h0, elapsed, keep)
-        return self._sequence(x, h0, elapsed, keep)
+                return self._sequence(x, h0, elapsed, keep, kernel)
+        return self._sequence(x, h0, elapsed, keep, kernel)
 
-    def _sequence(self, x: Tensor, h0: Tensor, elapsed: Tensor | None, keep: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _sequence(self, x: Tensor, h0: Tensor, elapsed: Tensor | None, keep: Tensor | None,
+                  kernel: str) -> tuple[Tensor, Tensor]:
         T, B, _ = x.shape
         U = self._ode_unfolds
         if self.solver == "semi_implicit" and self.fused and not torch.is_grad_enabled():
@@ -246,7 +253,7 @@ class LTCCell(WiredSizes, nn.Module):
             den0 = cm + h * (gleak + sg + self._epsilon)
             sig, nsmu, M2 = self._synapse_tables()
             states = FusedSemiImplicitLTC.apply(h0, keep, num0, den0, h, cm, sig, nsmu, M2,
-                                                self._src_flat, U, self.kernel, self.flush_denormal)
+                                                self._src_flat, U, kernel, self.flush_denormal)
             return self._map_outputs(states), states[-1]
         v = h0
         outs = []
@@ -267,8 +274,8 @@ class LTCCell(WiredSizes, nn.Module):
     def _inference_tables(self) -> dict[str, Tensor]:
         """Parameter-derived tensors of the no-grad path, neuron-major, cached until a
         parameter changes (optimiser steps bump tensor versions) or moves."""
-        params = list(self.parameters())
-        key = tuple(p._version for p in params) + tuple(id(p) for p in params) + (params[0].device, params[0].dtype)
+        params = tuple(self._parameters.values())    # the cell has no submodules
+        key = tuple((id(p), p._version) for p in params) + (params[0].device, params[0].dtype)
         cached = getattr(self, "_inference_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -284,8 +291,23 @@ class LTCCell(WiredSizes, nn.Module):
                 "glvl": (self._positive(self.gleak) * self.vleak).unsqueeze(-1),
                 "gl_eps": (self._positive(self.gleak) + self._epsilon).unsqueeze(-1),
             }
+            # The native kernel's layouts (see native.ltc_infer), all contiguous.
+            tables["native"] = tuple(t.contiguous() for t in (
+                tables["ssig"][..., 0], tables["nssmu"][..., 0], tables["M2s"], tables["glvl"][:, 0],
+                tables["gl_eps"][:, 0], tables["cm"][:, 0], sig, nsmu, M2))
         self._inference_cache = (key, tables)
         return tables
+
+    def _sequence_native_inference(self, x: Tensor, h0: Tensor, elapsed: Tensor | None,
+                                   keep: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The no-grad path on the native kernel: one call for the sensory synapses and the
+        recurrence of all steps (the kernel flushes denormals itself)."""
+        p = self._inference_tables()["native"]
+        T = x.shape[0]
+        h = (x.new_ones((T, 1)) if elapsed is None else elapsed[..., 0]) / self._ode_unfolds   # (T, 1|B)
+        V = native.ltc_infer(h0.contiguous(), None if keep is None else keep[..., 0].contiguous(),
+                             self._map_inputs(x).contiguous(), h.contiguous(), *p, self._src, self._ode_unfolds)
+        return self._map_outputs(V), V[-1]
 
     def _sequence_inference(self, x: Tensor, h0: Tensor, elapsed: Tensor | None,
                             keep: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -358,7 +380,7 @@ class LTC(WiredSizes, LiquidSequence):
             as :class:`LTCCell` (implicit constraints default to True, as in ncps' LTC).
         solver: "semi_implicit" | "explicit" | "rk4".
         fused: use the fused semi-implicit kernel.
-        kernel: "eager" or "compiled" (see :class:`LTCCell`).
+        kernel: "auto", "native", "eager" or "compiled" (see :class:`LTCCell`).
 
     ``forward(input, hx=None, timespans=None, resets=None) -> (output, hx)``; see
     :meth:`liquid_rl.sequence.LiquidSequence.forward` for the accepted shapes.
@@ -368,7 +390,7 @@ class LTC(WiredSizes, LiquidSequence):
                  batch_first: bool = True, mixed_memory: bool = False, input_mapping: str | None = "affine",
                  output_mapping: str | None = "affine", ode_unfolds: int = 6, epsilon: float = 1e-8,
                  implicit_param_constraints: bool = True, solver: str = "semi_implicit",
-                 fused: bool = True, kernel: str = "eager") -> None:
+                 fused: bool = True, kernel: str = "auto") -> None:
         super().__init__()
         wiring = units if isinstance(units, Wiring) else FullyConnected(int(units))
         self.input_size = int(input_size)

@@ -18,9 +18,12 @@ Per unfold, with h = elapsed/unfolds (1, B) or (1, 1):
 where num0 = h (gleak vleak + sensory a) and den0 = cm + h (gleak + sensory g + eps)
 are computed outside the kernel (their gradients flow through autograd).
 
-Two interchangeable implementations of one time step (U unfolds) forward and backward:
-"eager" (plain PyTorch ops) and "compiled" (the same functions through torch.compile,
-which fuses each step into a few C++/CUDA kernels). Chosen with ``LTC(kernel=...)``.
+Kernels, chosen with ``LTC(kernel=...)`` and all giving the same numbers:
+- "native": the whole sequence, forward and backward, in one call of a small C++ kernel
+  (``csrc/ltc_cpu.cpp``, built at first use by ``liquid_rl.native``); CPU only.
+- "eager": one time step (U unfolds) forward and backward in plain PyTorch ops.
+- "compiled": the eager step through torch.compile (a few fused C++/CUDA kernels a step).
+- "auto" (default): "native" on the CPU when it builds here, "eager" otherwise.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from liquid_rl import native
 
 
 def forward_step(v: Tensor, num0: Tensor, den0: Tensor, h: Tensor, cm: Tensor, sig: Tensor, nsmu: Tensor,
@@ -93,13 +98,31 @@ def backward_step(gv: Tensor, v_out: Tensor, states: Tensor, dens: Tensor, h: Te
             g_nsmu.sum(2, keepdim=True), g_M2)
 
 
+KERNELS = ("auto", "native", "eager", "compiled")
 _KERNELS: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {"eager": (forward_step, backward_step)}
+
+
+def check_kernel(name: str) -> None:
+    """Raise a ValueError for an unknown kernel name, or for "native" where it cannot be built."""
+    if name not in KERNELS:
+        raise ValueError(f"Unknown LTC kernel {name!r}; choose one of {KERNELS}")
+    if name == "native" and not native.available():
+        raise ValueError("LTC kernel 'native' needs a C++ compiler (g++ or $CXX) to build it; "
+                         "use kernel='auto' to fall back to the PyTorch kernel")
+
+
+def resolve_kernel(name: str, device: torch.device, dtype: torch.dtype) -> str:
+    """The kernel that runs: "native" only on the CPU in float32/float64 (else "eager")."""
+    if name in ("auto", "native"):
+        usable = device.type == "cpu" and dtype in (torch.float32, torch.float64)
+        return "native" if usable and native.available() else "eager"
+    return name
 
 
 def get_kernel(name: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
     """(forward_step, backward_step) for "eager" or "compiled" (compiled on first use)."""
     if name not in ("eager", "compiled"):
-        raise ValueError(f"Unknown LTC kernel {name!r}; choose 'eager' or 'compiled'")
+        raise ValueError(f"Unknown LTC step kernel {name!r}; choose 'eager' or 'compiled'")
     if name not in _KERNELS:
         _KERNELS[name] = (torch.compile(forward_step, dynamic=True),
                           torch.compile(backward_step, dynamic=True))
@@ -113,13 +136,22 @@ class FusedSemiImplicitLTC(torch.autograd.Function):
     state before each step (0 = reset) or None; num0, den0 (T, B, N); h (T, B, 1) or
     (T, 1, 1); cm (N,); sig, nsmu (N, K); M2 (N, 2, K); src (N*K,) long. Returns
     V (T, B, N), the state after each step. No gradient flows to ``h`` or ``keep``
-    (elapsed times and resets are data).
+    (elapsed times and resets are data). ``kernel`` is "native", "eager" or "compiled"
+    (already resolved: see :func:`resolve_kernel`).
     """
 
     @staticmethod
     def forward(ctx: Any, v0: Tensor, keep: Tensor | None, num0: Tensor, den0: Tensor, h: Tensor,
                 cm: Tensor, sig: Tensor, nsmu: Tensor, M2: Tensor, src: Tensor, unfolds: int,
                 kernel: str = "eager", flush: bool = False) -> Tensor:
+        ctx.kernel = kernel
+        ctx.flush = flush
+        if kernel == "native":
+            args = _native_args(keep, h, cm, sig, nsmu, M2, src)
+            V, states, dens = native.ltc_forward(v0.contiguous(), args[0], num0.contiguous(), den0.contiguous(),
+                                                 *args[1:], unfolds, save=True)
+            ctx.save_for_backward(*args, V, states, dens)
+            return V
         fwd, _ = get_kernel(kernel)
         T = num0.shape[0]
         num0_t = num0.permute(0, 2, 1).contiguous()                      # (T, N, B)
@@ -140,8 +172,6 @@ class FusedSemiImplicitLTC(torch.autograd.Function):
         V = torch.stack(outs)                                            # (T, N, B)
         ctx.save_for_backward(keep_t, h_t, cm_c, sig_c, nsmu_c, M2, src, V,
                               torch.stack(all_states), torch.stack(all_dens))
-        ctx.kernel = kernel
-        ctx.flush = flush
         return V.transpose(1, 2)
 
     @staticmethod
@@ -156,6 +186,10 @@ class FusedSemiImplicitLTC(torch.autograd.Function):
 
     @staticmethod
     def _backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        if ctx.kernel == "native":
+            g_v0, g_num0, g_den0, g_cm, g_sig, g_nsmu, g_M2 = native.ltc_backward(
+                grad_out.contiguous(), *ctx.saved_tensors)
+            return (g_v0, None, g_num0, g_den0, None, g_cm, g_sig, g_nsmu, g_M2, None, None, None, None)
         keep_t, h_t, cm_c, sig_c, nsmu_c, M2, src, V, states, dens = ctx.saved_tensors
         _, bwd = get_kernel(ctx.kernel)
         T = V.shape[0]
@@ -179,3 +213,11 @@ class FusedSemiImplicitLTC(torch.autograd.Function):
                 gv = gv * keep_t[t]
         return (gv.t(), None, g_num0.permute(0, 2, 1), g_den0.permute(0, 2, 1), None, g_cm[:, 0],
                 g_sig[:, :, 0], g_nsmu[:, :, 0], g_M2, None, None, None, None)
+
+
+def _native_args(keep: Tensor | None, h: Tensor, cm: Tensor, sig: Tensor, nsmu: Tensor, M2: Tensor,
+                 src: Tensor) -> tuple[Tensor | None, ...]:
+    """The native kernel's layouts: keep (T, B), h (T, 1|B), src (N, K); all contiguous."""
+    N, K = sig.shape
+    return (None if keep is None else keep[..., 0].contiguous(), h[..., 0].contiguous(), cm.contiguous(),
+            sig.contiguous(), nsmu.contiguous(), M2.contiguous(), src.reshape(N, K).contiguous())

@@ -12,8 +12,9 @@ it) and with denormals flushed, the same setting liquid_rl enables for itself.
 
 Timing: the minimum over repeated calls, in CPU time of this process on CPU (stable on a
 shared machine; with --threads 1 it equals wall time on an idle core) and wall time
-with synchronisation on CUDA. ``--kernel compiled`` also times liquid_rl's
-torch.compile'd LTC kernel (compilation excluded).
+with synchronisation on CUDA. ``--kernel`` picks liquid_rl's LTC kernels to time
+(default: native and eager; ``compiled`` adds the torch.compile'd step, compilation
+excluded). On CUDA "native" runs as "eager" (the native kernel is CPU only).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def main() -> None:
     p.add_argument("--min-time", type=float, default=2.0, help="seconds of timing per measurement")
     p.add_argument("--skip-unflushed", action="store_true", help="skip ncps without denormal flushing (slow)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--kernel", choices=["eager", "compiled", "both"], default="eager",
+    p.add_argument("--kernel", nargs="+", choices=["native", "eager", "compiled"], default=["native", "eager"],
                    help="liquid_rl LTC kernel(s) to time")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
@@ -114,10 +115,9 @@ def main() -> None:
             rows.append({"model": name, "impl": "ncps (as shipped)", **measure(ref, x, x1, 0.0, sync)})
         torch.set_flush_denormal(True)
         rows.append({"model": name, "impl": "ncps (flushed)", **measure(ref, x, x1, args.min_time, sync)})
-        kernels = ["eager", "compiled"] if args.kernel == "both" else [args.kernel]
-        for kernel in kernels if name.startswith("LTC") else ["eager"]:
-            if kernel == "compiled":
-                ours.rnn_cell.kernel = "compiled"
+        for kernel in args.kernel if name.startswith("LTC") else ["eager"]:
+            if name.startswith("LTC"):
+                ours.rnn_cell.kernel = kernel
                 with torch.no_grad():
                     diff = (ours(x)[0] - ref(x)[0]).abs().max().item()
             label = "liquid_rl" + (f" ({kernel})" if name.startswith("LTC") else "")

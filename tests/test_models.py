@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from liquid_rl import CfC, CfCCell, LTC, LTCCell, WiredCfCCell, wirings
+from liquid_rl import CfC, CfCCell, LTC, LTCCell, WiredCfCCell, native, wirings
 
 MODELS = {
     "ltc": lambda: LTC(5, 8),
@@ -115,12 +115,15 @@ def test_cells_one_step_with_state():
         assert not torch.allclose(y, y2)
 
 
+@pytest.mark.parametrize("kernel", ["native", "eager"])
 @pytest.mark.parametrize("unfolds", [1, 6])
 @pytest.mark.parametrize("wiring", ["full", "ncp"])
-def test_fused_kernel_matches_generic_with_gradients(unfolds, wiring):
+def test_fused_kernel_matches_generic_with_gradients(unfolds, wiring, kernel):
+    if kernel == "native" and not native.available():
+        pytest.skip("no C++ compiler")
     torch.manual_seed(0)
     w = wirings.FullyConnected(8) if wiring == "full" else wirings.AutoNCP(12, 2)
-    fused = LTC(5, w, ode_unfolds=unfolds).double()
+    fused = LTC(5, w, ode_unfolds=unfolds, kernel=kernel).double()
     generic = LTC(5, w, ode_unfolds=unfolds, fused=False).double()
     generic.load_state_dict(fused.state_dict())
     x = torch.randn(3, 6, 5, dtype=torch.float64)
@@ -138,9 +141,12 @@ def test_fused_kernel_matches_generic_with_gradients(unfolds, wiring):
         torch.testing.assert_close(p1.grad, p2.grad, msg=name)
 
 
-def test_fused_kernel_gradcheck():
+@pytest.mark.parametrize("kernel", ["native", "eager"])
+def test_fused_kernel_gradcheck(kernel):
+    if kernel == "native" and not native.available():
+        pytest.skip("no C++ compiler")
     torch.manual_seed(0)
-    m = LTC(3, wirings.AutoNCP(6, 1), ode_unfolds=2).double()
+    m = LTC(3, wirings.AutoNCP(6, 1), ode_unfolds=2, kernel=kernel).double()
     x = torch.randn(2, 3, 3, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(2, 6, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x, h: m(x, h)[0], (x, h0))

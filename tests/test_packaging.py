@@ -17,7 +17,8 @@ def test_wheel_layout(tmp_path):
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"liquid_rl"}
     for module in ("liquid_rl/envs/__init__.py", "liquid_rl/envs/lane_keeping.py",
-                   "liquid_rl/agents/__init__.py", "liquid_rl/ltc.py", "liquid_rl/wirings.py"):
+                   "liquid_rl/agents/__init__.py", "liquid_rl/ltc.py", "liquid_rl/wirings.py",
+                   "liquid_rl/csrc/ltc_cpu.cpp"):
         assert module in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "liquid-rl = liquid_rl.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -1,0 +1,172 @@
+"""The CPU LTC kernel (``csrc/ltc_cpu.cpp``): built with the system C++ compiler at first
+use, cached, and called through ctypes.
+
+The library is a plain C ABI over raw pointers (no Python or torch headers), so it builds
+in about a second. It is cached under ``$LIQUID_RL_CACHE`` (default
+``~/.cache/liquid_rl``) by a hash of the source, the flags, the compiler and the machine,
+and written atomically, so parallel processes never load a half-written file.
+When no compiler is found or the build fails, :func:`load` returns None once with a
+warning and the LTC runs on its PyTorch kernel instead (same numbers, slower).
+Set ``LIQUID_RL_NATIVE=0`` to never build or use it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+_SOURCE = Path(__file__).parent / "csrc" / "ltc_cpu.cpp"
+_FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-shared", "-fPIC", "-std=c++17"]
+_ABI_VERSION = 2
+_lib: ctypes.CDLL | None = None
+_tried = False
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("LIQUID_RL_CACHE", Path.home() / ".cache" / "liquid_rl"))
+
+
+def _compiler() -> str | None:
+    return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+
+
+def _build(cxx: str) -> Path:
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
+    key = hashlib.sha256("\0".join([_SOURCE.read_text(), " ".join(_FLAGS), version, platform.machine(),
+                                    platform.node() if "-march=native" in _FLAGS else ""]).encode()).hexdigest()[:16]
+    target = _cache_dir() / f"ltc_cpu_{key}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        result = subprocess.run([cxx, *_FLAGS, str(_SOURCE), "-o", tmp], capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "compiler failed")
+        os.replace(tmp, target)   # atomic: concurrent builds each write their own temp file
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    i, p = ctypes.c_int, ctypes.c_void_p
+    for suffix in ("f32", "f64"):
+        getattr(lib, f"liquid_rl_ltc_forward_{suffix}").argtypes = [i] * 5 + [p] * 5 + [i] + [p] * 8
+        getattr(lib, f"liquid_rl_ltc_forward_{suffix}").restype = None
+        getattr(lib, f"liquid_rl_ltc_backward_{suffix}").argtypes = [i] * 5 + [p] * 3 + [i] + [p] * 15
+        getattr(lib, f"liquid_rl_ltc_backward_{suffix}").restype = None
+        getattr(lib, f"liquid_rl_ltc_infer_{suffix}").argtypes = [i] * 6 + [p] * 4 + [i] + [p] * 11
+        getattr(lib, f"liquid_rl_ltc_infer_{suffix}").restype = None
+
+
+def load() -> ctypes.CDLL | None:
+    """The compiled kernel library, or None when it cannot be built here (warned once)."""
+    global _lib, _tried
+    if _tried:
+        return _lib
+    _tried = True
+    if os.environ.get("LIQUID_RL_NATIVE", "1") == "0":
+        return None
+    cxx = _compiler()
+    if cxx is None:
+        warnings.warn("liquid_rl: no C++ compiler found (set CXX or install g++); the LTC runs on its slower "
+                      "PyTorch kernel", RuntimeWarning, stacklevel=2)
+        return None
+    try:
+        lib = ctypes.CDLL(str(_build(cxx)))
+        lib.liquid_rl_ltc_abi_version.restype = ctypes.c_int
+        if lib.liquid_rl_ltc_abi_version() != _ABI_VERSION:
+            raise RuntimeError("stale kernel library")
+        _declare(lib)
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        warnings.warn(f"liquid_rl: building the CPU LTC kernel failed ({exc}); the LTC runs on its slower "
+                      "PyTorch kernel", RuntimeWarning, stacklevel=2)
+        return None
+    _lib = lib
+    return _lib
+
+
+def available() -> bool:
+    """Whether the CPU LTC kernel is built (or can be built now)."""
+    return load() is not None
+
+
+def _ptr(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def _suffix(dtype: torch.dtype) -> str:
+    if dtype == torch.float32:
+        return "f32"
+    if dtype == torch.float64:
+        return "f64"
+    raise ValueError(f"The CPU LTC kernel runs float32 or float64, not {dtype}; use kernel='eager'")
+
+
+def ltc_forward(v0: Tensor, keep: Tensor | None, num0: Tensor, den0: Tensor, h: Tensor, cm: Tensor, sig: Tensor,
+                nsmu: Tensor, M2: Tensor, src: Tensor, unfolds: int,
+                save: bool) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """Run the sequence. v0 (B, N); keep (T, B) or None; num0, den0 (T, B, N); h (T, 1|B);
+    cm (N,); sig, nsmu (N, K); M2 (N, 2, K); src (N, K) int64; all contiguous CPU tensors
+    of one float dtype. Returns V (T, B, N) and, with ``save``, states and dens
+    (T, U, B, N) for :func:`ltc_backward`."""
+    lib = load()
+    assert lib is not None
+    T, B, N = num0.shape
+    K = sig.shape[1]
+    V = num0.new_empty((T, B, N))
+    states = num0.new_empty((T, unfolds, B, N)) if save else None
+    dens = num0.new_empty((T, unfolds, B, N)) if save else None
+    getattr(lib, f"liquid_rl_ltc_forward_{_suffix(num0.dtype)}")(
+        T, B, N, K, unfolds, _ptr(v0), _ptr(keep), _ptr(num0), _ptr(den0), _ptr(h), h.shape[1], _ptr(cm),
+        _ptr(sig), _ptr(nsmu), _ptr(M2), _ptr(src), _ptr(V), _ptr(states), _ptr(dens))
+    return V, states, dens
+
+
+def ltc_backward(grad_out: Tensor, keep: Tensor | None, h: Tensor, cm: Tensor, sig: Tensor, nsmu: Tensor,
+                 M2: Tensor, src: Tensor, V: Tensor, states: Tensor, dens: Tensor) -> tuple[Tensor, ...]:
+    """Gradients for :func:`ltc_forward`: (g_v0 (B, N), g_num0, g_den0 (T, B, N), g_cm (N,),
+    g_sig, g_nsmu (N, K), g_M2 (N, 2, K))."""
+    lib = load()
+    assert lib is not None
+    T, U, B, N = states.shape
+    K = sig.shape[1]
+    g_v0 = V.new_empty((B, N))
+    g_num0 = V.new_empty((T, B, N))
+    g_den0 = V.new_empty((T, B, N))
+    g_cm, g_sig, g_nsmu, g_M2 = (torch.zeros_like(x) for x in (cm, sig, nsmu, M2))
+    getattr(lib, f"liquid_rl_ltc_backward_{_suffix(V.dtype)}")(
+        T, B, N, K, U, _ptr(grad_out), _ptr(keep), _ptr(h), h.shape[1], _ptr(cm), _ptr(sig), _ptr(nsmu), _ptr(M2),
+        _ptr(src), _ptr(V), _ptr(states), _ptr(dens), _ptr(g_v0), _ptr(g_num0), _ptr(g_den0), _ptr(g_cm),
+        _ptr(g_sig), _ptr(g_nsmu), _ptr(g_M2))
+    return g_v0, g_num0, g_den0, g_cm, g_sig, g_nsmu, g_M2
+
+
+def ltc_infer(v0: Tensor, keep: Tensor | None, x: Tensor, h: Tensor, ssig: Tensor, nssmu: Tensor, M2s: Tensor,
+              glvl: Tensor, gl_eps: Tensor, cm: Tensor, sig: Tensor, nsmu: Tensor, M2: Tensor, src: Tensor,
+              unfolds: int) -> Tensor:
+    """Run the sequence without saving anything for a backward, the sensory synapses included.
+    x (T, B, I) mapped inputs; ssig, nssmu (N, I); M2s (N, 2, I); glvl, gl_eps (N,); the
+    rest as :func:`ltc_forward`. Returns V (T, B, N)."""
+    lib = load()
+    assert lib is not None
+    T, B, I = x.shape
+    N, K = sig.shape
+    V = x.new_empty((T, B, N))
+    getattr(lib, f"liquid_rl_ltc_infer_{_suffix(x.dtype)}")(
+        T, B, N, K, I, unfolds, _ptr(v0), _ptr(keep), _ptr(x), _ptr(h), h.shape[1], _ptr(ssig), _ptr(nssmu),
+        _ptr(M2s), _ptr(glvl), _ptr(gl_eps), _ptr(cm), _ptr(sig), _ptr(nsmu), _ptr(M2), _ptr(src), _ptr(V))
+    return V

@@ -1,0 +1,134 @@
+"""The native CPU LTC kernel: same numbers as the PyTorch kernel, the no-grad path, the
+fallback without a compiler, and the build cache."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from liquid_rl import LTC, native, wirings
+from liquid_rl.ltc_fused import resolve_kernel
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="no C++ compiler")
+
+
+def _pair(wiring: wirings.Wiring, dtype: torch.dtype = torch.float32, unfolds: int = 6) -> tuple[LTC, LTC]:
+    torch.manual_seed(0)
+    ours = LTC(4, wiring, ode_unfolds=unfolds, kernel="native").to(dtype)
+    ref = LTC(4, wiring, ode_unfolds=unfolds, kernel="eager").to(dtype)
+    ref.load_state_dict(ours.state_dict())
+    return ours, ref
+
+
+@pytest.mark.parametrize("wiring", [lambda: wirings.FullyConnected(16), lambda: wirings.AutoNCP(19, 1),
+                                    lambda: wirings.Random(10, sparsity_level=0.6, random_seed=3)])
+@pytest.mark.parametrize("per_sample_time", [False, True])
+def test_float32_values_and_gradients_match_eager(wiring, per_sample_time):
+    ours, ref = _pair(wiring())
+    x = torch.randn(5, 9, 4)
+    ts = torch.rand(5, 9) + 0.2 if per_sample_time else None
+    resets = torch.zeros(5, 9, dtype=torch.bool)
+    resets[2, 4] = True
+    h0 = torch.randn(5, ours.state_size) * 0.2
+    outs = []
+    for m in (ours, ref):
+        m.zero_grad()
+        y, h = m(x, h0, timespans=ts, resets=resets)
+        (y.square().sum() + h.sum()).backward()
+        outs.append((y, h, {n: p.grad for n, p in m.named_parameters()}))
+    torch.testing.assert_close(outs[0][0], outs[1][0], atol=2e-6, rtol=1e-5)
+    torch.testing.assert_close(outs[0][1], outs[1][1], atol=2e-6, rtol=1e-5)
+    for name, g in outs[1][2].items():
+        torch.testing.assert_close(outs[0][2][name], g, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_no_grad_path_matches_grad_path_and_eager_inference():
+    ours, ref = _pair(wirings.AutoNCP(12, 2))
+    x = torch.randn(3, 7, 4)
+    ts = torch.rand(3, 7) + 0.5
+    y_grad, h_grad = ours(x, timespans=ts)
+    with torch.no_grad():
+        y_ng, h_ng = ours(x, timespans=ts)
+        y_ref, h_ref = ref(x, timespans=ts)
+    torch.testing.assert_close(y_ng, y_grad.detach())
+    torch.testing.assert_close(h_ng, h_grad.detach())
+    torch.testing.assert_close(y_ng, y_ref, atol=2e-6, rtol=1e-5)
+
+
+def test_step_by_step_equals_sequence():
+    ours, _ = _pair(wirings.FullyConnected(8))
+    x = torch.randn(2, 5, 4)
+    y_seq, h_seq = ours(x)
+    h = torch.zeros(2, 8)
+    with torch.no_grad():
+        for t in range(5):
+            y_t, h = ours.rnn_cell(x[:, t], h)
+            torch.testing.assert_close(y_t, y_seq[:, t].detach(), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(h, h_seq.detach(), atol=1e-6, rtol=1e-5)
+
+
+def test_saturated_synapses_stay_finite():
+    ours, _ = _pair(wirings.FullyConnected(6))
+    with torch.no_grad():
+        ours.rnn_cell.sigma.mul_(1e4)     # sigmoid arguments far beyond the +-80 clamp
+    y, h = ours(torch.randn(2, 4, 4) * 100)
+    (y.sum() + h.sum()).backward()
+    assert torch.isfinite(y).all() and all(torch.isfinite(p.grad).all() for p in ours.parameters())
+
+
+def test_auto_resolves_to_native_on_cpu_and_eager_elsewhere():
+    assert resolve_kernel("auto", torch.device("cpu"), torch.float32) == "native"
+    assert resolve_kernel("auto", torch.device("cpu"), torch.bfloat16) == "eager"
+    assert resolve_kernel("native", torch.device("cuda"), torch.float32) == "eager"
+    assert resolve_kernel("compiled", torch.device("cpu"), torch.float32) == "compiled"
+    with pytest.raises(ValueError, match="Unknown LTC kernel 'fast'"):
+        LTC(3, 4, kernel="fast")
+
+
+def test_without_compiler_auto_falls_back_and_native_is_refused(tmp_path):
+    code = (
+        "import warnings, torch\n"
+        "from liquid_rl import LTC\n"
+        "from liquid_rl.ltc_fused import resolve_kernel\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    m = LTC(3, 4)\n"
+        "    y, _ = m(torch.randn(2, 5, 3))\n"
+        "assert resolve_kernel('auto', torch.device('cpu'), torch.float32) == 'eager'\n"
+        "assert any('no C++ compiler' in str(x.message) for x in w), [str(x.message) for x in w]\n"
+        "try:\n"
+        "    LTC(3, 4, kernel='native')\n"
+        "except ValueError as e:\n"
+        "    assert 'needs a C++ compiler' in str(e)\n"
+        "else:\n"
+        "    raise SystemExit('native accepted without a compiler')\n"
+    )
+    env = dict(os.environ, CXX="", PATH=str(tmp_path), LIQUID_RL_CACHE=str(tmp_path / "cache"))
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+
+
+def test_build_cache_is_reused_and_written_atomically(tmp_path):
+    env = dict(os.environ, LIQUID_RL_CACHE=str(tmp_path))
+    code = "from liquid_rl import native; assert native.available()"
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env) for _ in range(2)]   # concurrent builds
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    built = sorted(p.name for p in tmp_path.iterdir())
+    assert len(built) == 1 and built[0].startswith("ltc_cpu_") and built[0].endswith(".so"), built
+    mtime = (tmp_path / built[0]).stat().st_mtime_ns
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+    assert (tmp_path / built[0]).stat().st_mtime_ns == mtime      # loaded, not rebuilt
+
+
+def test_kernel_restores_the_callers_denormal_setting():
+    from liquid_rl.ltc import denormals_flushed
+
+    ours, _ = _pair(wirings.FullyConnected(6))
+    assert not denormals_flushed()
+    with torch.no_grad():
+        ours(torch.randn(2, 3, 4))
+    ours(torch.randn(2, 3, 4))[0].sum().backward()
+    assert not denormals_flushed()
