@@ -153,6 +153,8 @@ class LTCCell(WiredSizes, nn.Module):
         self.register_buffer("_src", torch.from_numpy(src).to(device), persistent=False)
         self.register_buffer("_src_flat", torch.from_numpy(src.reshape(-1)).to(device), persistent=False)
         self.register_buffer("_valid", torch.from_numpy(valid).to(device, self.sparsity_mask.dtype), persistent=False)
+        fanin_counts = np.array([len(f) for f in fanin], dtype=np.int64)
+        self.register_buffer("_fanin", torch.from_numpy(fanin_counts).to(device), persistent=False)
         self._dense_src = bool(valid.all()) and bool((src == np.arange(K)).all())
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
@@ -200,6 +202,13 @@ class LTCCell(WiredSizes, nn.Module):
         s = torch.sigmoid(self.sensory_sigma * (x.unsqueeze(-1) - self.sensory_mu))
         return (s * (w * self.sensory_erev)).sum(-2), (s * w).sum(-2)
 
+    def _sensory_tables(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Sensory synapses by destination: sigma (N, I), -sigma*mu (N, I) and
+        M2s = [w*erev; w] (N, 2, I) with the sparsity mask applied."""
+        w = (self._positive(self.sensory_w) * self.sensory_sparsity_mask).t()
+        return (self.sensory_sigma.t(), (-self.sensory_sigma * self.sensory_mu).t(),
+                torch.stack([w * self.sensory_erev.t(), w], 1))
+
     def _recurrent_conductances(self, v: Tensor) -> tuple[Tensor, Tensor]:
         """Dense recurrent conductances (the reference form) for v (B, N) -> (a, g)."""
         w = self._positive(self.w) * self.sparsity_mask
@@ -244,7 +253,11 @@ class LTCCell(WiredSizes, nn.Module):
         if elapsed is None:
             elapsed = x.new_ones((T, 1, 1))
         xm = self._map_inputs(x)
-        sa, sg = self._sensory(xm)                                     # (T, B, N)
+        if kernel == "native":
+            sa, sg = (t.view(T, B, -1) for t in native.SensorySynapses.apply(xm.reshape(T * B, -1),
+                                                                            *self._sensory_tables()))
+        else:
+            sa, sg = self._sensory(xm)                                 # (T, B, N)
         cm = self._positive(self.cm)
         gleak = self._positive(self.gleak)
         if self.solver == "semi_implicit" and self.fused:
@@ -253,7 +266,7 @@ class LTCCell(WiredSizes, nn.Module):
             den0 = cm + h * (gleak + sg + self._epsilon)
             sig, nsmu, M2 = self._synapse_tables()
             states = FusedSemiImplicitLTC.apply(h0, keep, num0, den0, h, cm, sig, nsmu, M2,
-                                                self._src_flat, U, kernel, self.flush_denormal)
+                                                self._src_flat, U, kernel, self.flush_denormal, self._fanin)
             return self._map_outputs(states), states[-1]
         v = h0
         outs = []
@@ -306,7 +319,8 @@ class LTCCell(WiredSizes, nn.Module):
         T = x.shape[0]
         h = (x.new_ones((T, 1)) if elapsed is None else elapsed[..., 0]) / self._ode_unfolds   # (T, 1|B)
         V = native.ltc_infer(h0.contiguous(), None if keep is None else keep[..., 0].contiguous(),
-                             self._map_inputs(x).contiguous(), h.contiguous(), *p, self._src, self._ode_unfolds)
+                             self._map_inputs(x).contiguous(), h.contiguous(), *p, self._src, self._fanin,
+                             self._ode_unfolds)
         return self._map_outputs(V), V[-1]
 
     def _sequence_inference(self, x: Tensor, h0: Tensor, elapsed: Tensor | None,

@@ -130,24 +130,25 @@ def get_kernel(name: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
 
 
 class FusedSemiImplicitLTC(torch.autograd.Function):
-    """``apply(v0, keep, num0, den0, h, cm, sig, nsmu, M2, src, unfolds, kernel, flush) -> V``.
+    """``apply(v0, keep, num0, den0, h, cm, sig, nsmu, M2, src, unfolds, kernel, flush, fanin) -> V``.
 
     Shapes (batch-major at the interface): v0 (B, N); keep (T, B, 1) multiplies the
     state before each step (0 = reset) or None; num0, den0 (T, B, N); h (T, B, 1) or
     (T, 1, 1); cm (N,); sig, nsmu (N, K); M2 (N, 2, K); src (N*K,) long. Returns
     V (T, B, N), the state after each step. No gradient flows to ``h`` or ``keep``
     (elapsed times and resets are data). ``kernel`` is "native", "eager" or "compiled"
-    (already resolved: see :func:`resolve_kernel`).
+    (already resolved: see :func:`resolve_kernel`); ``fanin`` (N,) long, the number of real
+    synapses per neuron, lets the native kernel skip padding (None = all K).
     """
 
     @staticmethod
     def forward(ctx: Any, v0: Tensor, keep: Tensor | None, num0: Tensor, den0: Tensor, h: Tensor,
                 cm: Tensor, sig: Tensor, nsmu: Tensor, M2: Tensor, src: Tensor, unfolds: int,
-                kernel: str = "eager", flush: bool = False) -> Tensor:
+                kernel: str = "eager", flush: bool = False, fanin: Tensor | None = None) -> Tensor:
         ctx.kernel = kernel
         ctx.flush = flush
         if kernel == "native":
-            args = _native_args(keep, h, cm, sig, nsmu, M2, src)
+            args = _native_args(keep, h, cm, sig, nsmu, M2, src, fanin)
             V, states, dens = native.ltc_forward(v0.contiguous(), args[0], num0.contiguous(), den0.contiguous(),
                                                  *args[1:], unfolds, save=True)
             ctx.save_for_backward(*args, V, states, dens)
@@ -189,7 +190,7 @@ class FusedSemiImplicitLTC(torch.autograd.Function):
         if ctx.kernel == "native":
             g_v0, g_num0, g_den0, g_cm, g_sig, g_nsmu, g_M2 = native.ltc_backward(
                 grad_out.contiguous(), *ctx.saved_tensors)
-            return (g_v0, None, g_num0, g_den0, None, g_cm, g_sig, g_nsmu, g_M2, None, None, None, None)
+            return (g_v0, None, g_num0, g_den0, None, g_cm, g_sig, g_nsmu, g_M2, None, None, None, None, None)
         keep_t, h_t, cm_c, sig_c, nsmu_c, M2, src, V, states, dens = ctx.saved_tensors
         _, bwd = get_kernel(ctx.kernel)
         T = V.shape[0]
@@ -212,12 +213,13 @@ class FusedSemiImplicitLTC(torch.autograd.Function):
             if keep_t is not None:
                 gv = gv * keep_t[t]
         return (gv.t(), None, g_num0.permute(0, 2, 1), g_den0.permute(0, 2, 1), None, g_cm[:, 0],
-                g_sig[:, :, 0], g_nsmu[:, :, 0], g_M2, None, None, None, None)
+                g_sig[:, :, 0], g_nsmu[:, :, 0], g_M2, None, None, None, None, None)
 
 
 def _native_args(keep: Tensor | None, h: Tensor, cm: Tensor, sig: Tensor, nsmu: Tensor, M2: Tensor,
-                 src: Tensor) -> tuple[Tensor | None, ...]:
+                 src: Tensor, fanin: Tensor | None) -> tuple[Tensor | None, ...]:
     """The native kernel's layouts: keep (T, B), h (T, 1|B), src (N, K); all contiguous."""
     N, K = sig.shape
     return (None if keep is None else keep[..., 0].contiguous(), h[..., 0].contiguous(), cm.contiguous(),
-            sig.contiguous(), nsmu.contiguous(), M2.contiguous(), src.reshape(N, K).contiguous())
+            sig.contiguous(), nsmu.contiguous(), M2.contiguous(), src.reshape(N, K).contiguous(),
+            None if fanin is None else fanin.contiguous())

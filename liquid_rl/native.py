@@ -21,13 +21,15 @@ import subprocess
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 _SOURCE = Path(__file__).parent / "csrc" / "ltc_cpu.cpp"
 _FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-shared", "-fPIC", "-std=c++17"]
-_ABI_VERSION = 2
+_ABI_VERSION = 5
 _lib: ctypes.CDLL | None = None
 _tried = False
 
@@ -64,12 +66,16 @@ def _build(cxx: str) -> Path:
 def _declare(lib: ctypes.CDLL) -> None:
     i, p = ctypes.c_int, ctypes.c_void_p
     for suffix in ("f32", "f64"):
-        getattr(lib, f"liquid_rl_ltc_forward_{suffix}").argtypes = [i] * 5 + [p] * 5 + [i] + [p] * 8
+        getattr(lib, f"liquid_rl_ltc_forward_{suffix}").argtypes = [i] * 5 + [p] * 5 + [i] + [p] * 9
         getattr(lib, f"liquid_rl_ltc_forward_{suffix}").restype = None
-        getattr(lib, f"liquid_rl_ltc_backward_{suffix}").argtypes = [i] * 5 + [p] * 3 + [i] + [p] * 15
+        getattr(lib, f"liquid_rl_ltc_backward_{suffix}").argtypes = [i] * 5 + [p] * 3 + [i] + [p] * 16
         getattr(lib, f"liquid_rl_ltc_backward_{suffix}").restype = None
-        getattr(lib, f"liquid_rl_ltc_infer_{suffix}").argtypes = [i] * 6 + [p] * 4 + [i] + [p] * 11
+        getattr(lib, f"liquid_rl_ltc_infer_{suffix}").argtypes = [i] * 6 + [p] * 4 + [i] + [p] * 12
         getattr(lib, f"liquid_rl_ltc_infer_{suffix}").restype = None
+        getattr(lib, f"liquid_rl_ltc_sensory_forward_{suffix}").argtypes = [i] * 3 + [p] * 6
+        getattr(lib, f"liquid_rl_ltc_sensory_forward_{suffix}").restype = None
+        getattr(lib, f"liquid_rl_ltc_sensory_backward_{suffix}").argtypes = [i] * 3 + [p] * 10
+        getattr(lib, f"liquid_rl_ltc_sensory_backward_{suffix}").restype = None
 
 
 def load() -> ctypes.CDLL | None:
@@ -117,12 +123,13 @@ def _suffix(dtype: torch.dtype) -> str:
 
 
 def ltc_forward(v0: Tensor, keep: Tensor | None, num0: Tensor, den0: Tensor, h: Tensor, cm: Tensor, sig: Tensor,
-                nsmu: Tensor, M2: Tensor, src: Tensor, unfolds: int,
+                nsmu: Tensor, M2: Tensor, src: Tensor, fanin: Tensor | None, unfolds: int,
                 save: bool) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """Run the sequence. v0 (B, N); keep (T, B) or None; num0, den0 (T, B, N); h (T, 1|B);
-    cm (N,); sig, nsmu (N, K); M2 (N, 2, K); src (N, K) int64; all contiguous CPU tensors
-    of one float dtype. Returns V (T, B, N) and, with ``save``, states and dens
-    (T, U, B, N) for :func:`ltc_backward`."""
+    cm (N,); sig, nsmu (N, K); M2 (N, 2, K); src (N, K) int64; fanin (N,) int64 the number
+    of real synapses per neuron (listed first in src; None = all K); all contiguous CPU
+    tensors of one float dtype. Returns V (T, B, N) and, with ``save``, states and dens
+    (T*U*B*N values each, in the kernel's layout) for :func:`ltc_backward`."""
     lib = load()
     assert lib is not None
     T, B, N = num0.shape
@@ -132,17 +139,19 @@ def ltc_forward(v0: Tensor, keep: Tensor | None, num0: Tensor, den0: Tensor, h: 
     dens = num0.new_empty((T, unfolds, B, N)) if save else None
     getattr(lib, f"liquid_rl_ltc_forward_{_suffix(num0.dtype)}")(
         T, B, N, K, unfolds, _ptr(v0), _ptr(keep), _ptr(num0), _ptr(den0), _ptr(h), h.shape[1], _ptr(cm),
-        _ptr(sig), _ptr(nsmu), _ptr(M2), _ptr(src), _ptr(V), _ptr(states), _ptr(dens))
+        _ptr(sig), _ptr(nsmu), _ptr(M2), _ptr(src), _ptr(fanin), _ptr(V), _ptr(states), _ptr(dens))
     return V, states, dens
 
 
 def ltc_backward(grad_out: Tensor, keep: Tensor | None, h: Tensor, cm: Tensor, sig: Tensor, nsmu: Tensor,
-                 M2: Tensor, src: Tensor, V: Tensor, states: Tensor, dens: Tensor) -> tuple[Tensor, ...]:
+                 M2: Tensor, src: Tensor, fanin: Tensor | None, V: Tensor, states: Tensor,
+                 dens: Tensor) -> tuple[Tensor, ...]:
     """Gradients for :func:`ltc_forward`: (g_v0 (B, N), g_num0, g_den0 (T, B, N), g_cm (N,),
     g_sig, g_nsmu (N, K), g_M2 (N, 2, K))."""
     lib = load()
     assert lib is not None
-    T, U, B, N = states.shape
+    T, B, N = V.shape
+    U = states.shape[1]
     K = sig.shape[1]
     g_v0 = V.new_empty((B, N))
     g_num0 = V.new_empty((T, B, N))
@@ -150,14 +159,14 @@ def ltc_backward(grad_out: Tensor, keep: Tensor | None, h: Tensor, cm: Tensor, s
     g_cm, g_sig, g_nsmu, g_M2 = (torch.zeros_like(x) for x in (cm, sig, nsmu, M2))
     getattr(lib, f"liquid_rl_ltc_backward_{_suffix(V.dtype)}")(
         T, B, N, K, U, _ptr(grad_out), _ptr(keep), _ptr(h), h.shape[1], _ptr(cm), _ptr(sig), _ptr(nsmu), _ptr(M2),
-        _ptr(src), _ptr(V), _ptr(states), _ptr(dens), _ptr(g_v0), _ptr(g_num0), _ptr(g_den0), _ptr(g_cm),
+        _ptr(src), _ptr(fanin), _ptr(V), _ptr(states), _ptr(dens), _ptr(g_v0), _ptr(g_num0), _ptr(g_den0), _ptr(g_cm),
         _ptr(g_sig), _ptr(g_nsmu), _ptr(g_M2))
     return g_v0, g_num0, g_den0, g_cm, g_sig, g_nsmu, g_M2
 
 
 def ltc_infer(v0: Tensor, keep: Tensor | None, x: Tensor, h: Tensor, ssig: Tensor, nssmu: Tensor, M2s: Tensor,
               glvl: Tensor, gl_eps: Tensor, cm: Tensor, sig: Tensor, nsmu: Tensor, M2: Tensor, src: Tensor,
-              unfolds: int) -> Tensor:
+              fanin: Tensor | None, unfolds: int) -> Tensor:
     """Run the sequence without saving anything for a backward, the sensory synapses included.
     x (T, B, I) mapped inputs; ssig, nssmu (N, I); M2s (N, 2, I); glvl, gl_eps (N,); the
     rest as :func:`ltc_forward`. Returns V (T, B, N)."""
@@ -168,5 +177,47 @@ def ltc_infer(v0: Tensor, keep: Tensor | None, x: Tensor, h: Tensor, ssig: Tenso
     V = x.new_empty((T, B, N))
     getattr(lib, f"liquid_rl_ltc_infer_{_suffix(x.dtype)}")(
         T, B, N, K, I, unfolds, _ptr(v0), _ptr(keep), _ptr(x), _ptr(h), h.shape[1], _ptr(ssig), _ptr(nssmu),
-        _ptr(M2s), _ptr(glvl), _ptr(gl_eps), _ptr(cm), _ptr(sig), _ptr(nsmu), _ptr(M2), _ptr(src), _ptr(V))
+        _ptr(M2s), _ptr(glvl), _ptr(gl_eps), _ptr(cm), _ptr(sig), _ptr(nsmu), _ptr(M2), _ptr(src), _ptr(fanin),
+        _ptr(V))
     return V
+
+
+class SensorySynapses(torch.autograd.Function):
+    """``apply(x, ssig, nssmu, M2s) -> (a, g)``: the conductance sums of the sensory synapses.
+
+    x (M, I) mapped inputs (all steps and samples as rows); ssig = sigma, nssmu = -sigma*mu
+    (N, I); M2s (N, 2, I) = [w*erev; w] with the sparsity mask applied. Returns a, g (M, N):
+    ``a[m, j] = sum_i M2s[j, 0, i] * sigmoid(ssig[j, i] * x[m, i] + nssmu[j, i])``, g with
+    M2s[j, 1]. One kernel call each way instead of ~10 autograd nodes on (M, I, N) tensors.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, ssig: Tensor, nssmu: Tensor, M2s: Tensor) -> tuple[Tensor, Tensor]:
+        lib = load()
+        assert lib is not None
+        x, ssig, nssmu, M2s = (t.contiguous() for t in (x, ssig, nssmu, M2s))
+        M, I = x.shape
+        N = ssig.shape[0]
+        a = x.new_empty((M, N))
+        g = x.new_empty((M, N))
+        getattr(lib, f"liquid_rl_ltc_sensory_forward_{_suffix(x.dtype)}")(
+            M, N, I, _ptr(x), _ptr(ssig), _ptr(nssmu), _ptr(M2s), _ptr(a), _ptr(g))
+        ctx.save_for_backward(x, ssig, nssmu, M2s)
+        return a, g
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, ga: Tensor | None, gg: Tensor | None) -> tuple[Tensor, ...]:
+        lib = load()
+        assert lib is not None
+        x, ssig, nssmu, M2s = ctx.saved_tensors
+        M, I = x.shape
+        N = ssig.shape[0]
+        ga = x.new_zeros((M, N)) if ga is None else ga.contiguous()
+        gg = x.new_zeros((M, N)) if gg is None else gg.contiguous()
+        g_x = torch.empty_like(x)
+        g_ssig, g_nssmu, g_M2s = (torch.zeros_like(t) for t in (ssig, nssmu, M2s))
+        getattr(lib, f"liquid_rl_ltc_sensory_backward_{_suffix(x.dtype)}")(
+            M, N, I, _ptr(x), _ptr(ssig), _ptr(nssmu), _ptr(M2s), _ptr(ga), _ptr(gg), _ptr(g_x), _ptr(g_ssig),
+            _ptr(g_nssmu), _ptr(g_M2s))
+        return g_x, g_ssig, g_nssmu, g_M2s

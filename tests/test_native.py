@@ -27,13 +27,14 @@ def _pair(wiring: wirings.Wiring, dtype: torch.dtype = torch.float32, unfolds: i
 @pytest.mark.parametrize("wiring", [lambda: wirings.FullyConnected(16), lambda: wirings.AutoNCP(19, 1),
                                     lambda: wirings.Random(10, sparsity_level=0.6, random_seed=3)])
 @pytest.mark.parametrize("per_sample_time", [False, True])
-def test_float32_values_and_gradients_match_eager(wiring, per_sample_time):
+@pytest.mark.parametrize("batch", [5, 19])    # batch-major and neuron-major kernel paths
+def test_float32_values_and_gradients_match_eager(wiring, per_sample_time, batch):
     ours, ref = _pair(wiring())
-    x = torch.randn(5, 9, 4)
-    ts = torch.rand(5, 9) + 0.2 if per_sample_time else None
-    resets = torch.zeros(5, 9, dtype=torch.bool)
+    x = torch.randn(batch, 9, 4)
+    ts = torch.rand(batch, 9) + 0.2 if per_sample_time else None
+    resets = torch.zeros(batch, 9, dtype=torch.bool)
     resets[2, 4] = True
-    h0 = torch.randn(5, ours.state_size) * 0.2
+    h0 = torch.randn(batch, ours.state_size) * 0.2
     outs = []
     for m in (ours, ref):
         m.zero_grad()
@@ -46,10 +47,11 @@ def test_float32_values_and_gradients_match_eager(wiring, per_sample_time):
         torch.testing.assert_close(outs[0][2][name], g, atol=1e-5, rtol=1e-4, msg=name)
 
 
-def test_no_grad_path_matches_grad_path_and_eager_inference():
+@pytest.mark.parametrize("batch", [3, 11])
+def test_no_grad_path_matches_grad_path_and_eager_inference(batch):
     ours, ref = _pair(wirings.AutoNCP(12, 2))
-    x = torch.randn(3, 7, 4)
-    ts = torch.rand(3, 7) + 0.5
+    x = torch.randn(batch, 7, 4)
+    ts = torch.rand(batch, 7) + 0.5
     y_grad, h_grad = ours(x, timespans=ts)
     with torch.no_grad():
         y_ng, h_ng = ours(x, timespans=ts)
@@ -71,11 +73,12 @@ def test_step_by_step_equals_sequence():
     torch.testing.assert_close(h, h_seq.detach(), atol=1e-6, rtol=1e-5)
 
 
-def test_saturated_synapses_stay_finite():
+@pytest.mark.parametrize("batch", [2, 8])
+def test_saturated_synapses_stay_finite(batch):
     ours, _ = _pair(wirings.FullyConnected(6))
     with torch.no_grad():
         ours.rnn_cell.sigma.mul_(1e4)     # sigmoid arguments far beyond the +-80 clamp
-    y, h = ours(torch.randn(2, 4, 4) * 100)
+    y, h = ours(torch.randn(batch, 4, 4) * 100)
     (y.sum() + h.sum()).backward()
     assert torch.isfinite(y).all() and all(torch.isfinite(p.grad).all() for p in ours.parameters())
 
@@ -132,3 +135,12 @@ def test_kernel_restores_the_callers_denormal_setting():
         ours(torch.randn(2, 3, 4))
     ours(torch.randn(2, 3, 4))[0].sum().backward()
     assert not denormals_flushed()
+
+
+def test_neuron_major_path_passes_gradcheck():
+    torch.manual_seed(0)
+    m = LTC(3, wirings.AutoNCP(6, 1), ode_unfolds=2, kernel="native").double()
+    x = torch.randn(9, 3, 3, dtype=torch.float64, requires_grad=True)      # batch 9: neuron-major
+    h0 = torch.randn(9, 6, dtype=torch.float64, requires_grad=True)
+    ts = torch.rand(9, 3, dtype=torch.float64) + 0.5
+    assert torch.autograd.gradcheck(lambda x, h: m(x, h, timespans=ts)[0], (x, h0))
