@@ -26,38 +26,37 @@ from torch.autograd.function import once_differentiable
 
 
 def recurrence(pre: Tensor, h0: Tensor, keep: Tensor | None, ts: Tensor | None, w_h: Tensor, W: Tensor | None,
-               b: Tensor | None, no_gate: bool, record: bool = False) -> tuple[Tensor, tuple[list[Tensor], ...]]:
+               b: Tensor | None, no_gate: bool, record: bool = False) -> tuple[Tensor, tuple[Tensor | None, ...]]:
     """The forward loop (arguments as :class:`FusedCfC`). Returns hs (T, B, H) and, with
-    ``record``, the per-step tensors the backward needs (inputs h, activations, f, g)."""
+    ``record``, what the backward needs: the state entering each step (after resets)
+    (T, B, H), backbone activations (T, B, Z) or None, f (T, B, 2H) and g (T, B, H).
+    Every step writes into preallocated (T, ...) buffers (no per-step stacking)."""
+    T, B = pre.shape[0], h0.shape[0]
     H = h0.shape[1]
+    hs = pre.new_empty((T, B, H))
+    h_prev = pre.new_empty((T, B, H)) if record and keep is not None else None
+    acts = pre.new_empty((T, B, w_h.shape[1])) if W is not None else None
+    fs = pre.new_empty((T, B, 2 * H)) if record else None
+    gs = pre.new_empty((T, B, H)) if record else None
     h = h0
-    hs: list[Tensor] = []
-    h_prev: list[Tensor] = []
-    acts: list[Tensor] = []
-    fs: list[Tensor] = []
-    gs: list[Tensor] = []
-    for t in range(pre.shape[0]):
+    for t in range(T):
         if keep is not None:
-            h = h * keep[t]
+            h = torch.mul(h, keep[t], out=h_prev[t]) if h_prev is not None else h * keep[t]
         z = torch.addmm(pre[t], h, w_h)
         if W is not None:
-            a = torch.tanh(z)
+            a = torch.tanh(z, out=acts[t])
             heads = torch.addmm(b, a, W.t())
         else:
             heads = z
-        f = torch.tanh(heads[:, : 2 * H])
+        f = torch.tanh(heads[:, : 2 * H], out=fs[t]) if fs is not None else torch.tanh(heads[:, : 2 * H])
         t_a, t_b = heads[:, 2 * H: 3 * H], heads[:, 3 * H:]
-        g = torch.sigmoid(t_b + t_a if ts is None else torch.addcmul(t_b, t_a, ts[t]))
+        gate = t_b + t_a if ts is None else torch.addcmul(t_b, t_a, ts[t])
+        g = torch.sigmoid(gate, out=gs[t]) if gs is not None else torch.sigmoid(gate)
         f1, f2 = f[:, :H], f[:, H:]
-        if record:
-            h_prev.append(h)
-            if W is not None:
-                acts.append(a)
-            fs.append(f)
-            gs.append(g)
-        h = torch.addcmul(f1, g, f2) if no_gate else torch.lerp(f1, f2, g)
-        hs.append(h)
-    return torch.stack(hs), (h_prev, acts, fs, gs)
+        h = torch.addcmul(f1, g, f2, out=hs[t]) if no_gate else torch.lerp(f1, f2, g, out=hs[t])
+    if record and h_prev is None:      # no resets: the state entering step t is h_{t-1}
+        h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])
+    return hs, (h_prev, acts if record else None, fs, gs)
 
 
 class FusedCfC(torch.autograd.Function):
@@ -71,8 +70,7 @@ class FusedCfC(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, pre: Tensor, h0: Tensor, keep: Tensor | None, ts: Tensor | None, w_h: Tensor,
                 W: Tensor | None, b: Tensor | None, no_gate: bool) -> Tensor:
-        out, (h_prev, acts, fs, gs) = recurrence(pre, h0, keep, ts, w_h, W, b, no_gate, record=True)
-        F_, G = torch.stack(fs), torch.stack(gs)                         # (T, B, 2H), (T, B, H)
+        out, (h_prev, A, F_, G) = recurrence(pre, h0, keep, ts, w_h, W, b, no_gate, record=True)
         T, B, H = G.shape
         # dL/dheads = C * [gh, gh, gh, gh] per step, blocks [f1, f2, t_a, t_b] (few passes
         # over (T, B, .) tensors: this runs once per sequence).
@@ -92,9 +90,8 @@ class FusedCfC(torch.autograd.Function):
         else:
             torch.mul(C[:, :, 3], ts, out=C[:, :, 2])
         C = C.view(T, B, 4 * H)
-        A = torch.stack(acts) if acts else None
         D = None if A is None else torch.addcmul(torch.ones_like(A), A, A, value=-1.0)   # tanh' of the backbone
-        ctx.save_for_backward(keep, w_h, W, torch.stack(h_prev), A, C, D)
+        ctx.save_for_backward(keep, w_h, W, h_prev, A, C, D)
         return out
 
     @staticmethod

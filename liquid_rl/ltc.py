@@ -83,7 +83,7 @@ class LTCCell(WiredSizes, nn.Module):
             CPU only, the GPU runs "eager"), "eager" (plain PyTorch ops per step) or
             "compiled" (torch.compile of the eager step). Same numbers; see ``ltc_fused``.
         flush_denormal: on CPU, flush denormal floats to zero while the cell runs
-            (see :func:`flushed_denormals`).
+            (see :func:`flushed_denormals`); the native kernel always does so inside its call.
     """
 
     def __init__(self, wiring: Wiring, in_features: int | None = None, input_mapping: str | None = "affine",
