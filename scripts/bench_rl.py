@@ -24,6 +24,14 @@ resumes::
     python scripts/bench_rl.py --summary --results docs/results/rl.jsonl   # table of mean +- std
 
 Seeds run outermost, so every (task, policy) gets seed 0 before any gets seed 1.
+
+Variants for tuning: ``--hyper learning_rate=lin_3e-3`` overrides an algorithm
+hyperparameter, ``--cell ode_unfolds=3`` a liquid cell option; such rows carry
+``variant`` (part of the skip key and of the summary's grouping), so they never mix with
+the defaults::
+
+    python scripts/bench_rl.py --policies ltc-32 --tasks liquid_rl/CartPoleNoVel-v1 --seeds 100 \
+        --hyper learning_rate=lin_3e-3
 """
 
 from __future__ import annotations
@@ -90,6 +98,37 @@ class Spec:
     gamma: float = 0.99
 
 
+#: Set from ``--hyper`` / ``--cell``: overrides of the suite's settings (tuning variants).
+HYPER_OVERRIDES: dict[str, Any] = {}
+CELL_OVERRIDES: dict[str, Any] = {}
+
+
+def _parse_overrides(items: list[str]) -> dict[str, Any]:
+    """["key=value", ...] -> dict; values are JSON where they parse ("3", "true"), else strings."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"bench_rl: override {item!r} must look like key=value")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def variant() -> str:
+    """The row tag of the active overrides ("" for the suite's own settings)."""
+    parts = [f"{k}={v}" for k, v in sorted(HYPER_OVERRIDES.items())]
+    parts += [f"cell.{k}={v}" for k, v in sorted(CELL_OVERRIDES.items())]
+    return " ".join(parts)
+
+
+def _liquid(**kwargs: Any) -> dict[str, Any]:
+    """Policy kwargs of a liquid policy with the ``--cell`` overrides applied."""
+    return dict(kwargs, **CELL_OVERRIDES)
+
+
 def _schedule(value: Any) -> Any:
     if isinstance(value, str) and value.startswith("lin_"):
         v0 = float(value[4:])
@@ -98,7 +137,7 @@ def _schedule(value: Any) -> Any:
 
 
 def _hyper(task: str) -> dict[str, Any]:
-    return {k: _schedule(v) for k, v in ZOO[task]["hyper"].items()}
+    return {k: _schedule(v) for k, v in dict(ZOO[task]["hyper"], **HYPER_OVERRIDES).items()}
 
 
 def recurrent_ppo_specs() -> list[Spec]:
@@ -109,12 +148,12 @@ def recurrent_ppo_specs() -> list[Spec]:
 
     policies: dict[str, Callable[[str, VecEnv, int], BaseAlgorithm]] = {
         "ltc-32": lambda t, env, s: RecurrentPPO(LiquidRecurrentPolicy, env, seed=s, **_hyper(t),
-                                                 policy_kwargs=dict(ZOO_HEAD, cell="ltc", units=32)),
+                                                 policy_kwargs=_liquid(**ZOO_HEAD, cell="ltc", units=32)),
         "cfc-32": lambda t, env, s: RecurrentPPO(LiquidRecurrentPolicy, env, seed=s, **_hyper(t),
-                                                 policy_kwargs=dict(ZOO_HEAD, cell="cfc", units=32)),
+                                                 policy_kwargs=_liquid(**ZOO_HEAD, cell="cfc", units=32)),
         "s4-32": lambda t, env, s: RecurrentPPO(LiquidRecurrentPolicy, env, seed=s, **_hyper(t),
-                                                policy_kwargs=dict(ZOO_HEAD, cell="liquid_s4", units=32,
-                                                                   d_state=16, n_layers=1)),
+                                                policy_kwargs=_liquid(**ZOO_HEAD, cell="liquid_s4", units=32,
+                                                                      d_state=16, n_layers=1)),
         "lstm-64": lambda t, env, s: RecurrentPPO("MlpLstmPolicy", env, seed=s, **_hyper(t),
                                                   policy_kwargs=dict(ZOO_HEAD, lstm_hidden_size=64)),
         "mlp": lambda t, env, s: PPO("MlpPolicy", env, seed=s, **_hyper(t), policy_kwargs=dict(ZOO_HEAD)),
@@ -144,7 +183,7 @@ def lane_specs() -> list[Spec]:
         conv = dict(features_extractor_class=NCPConvExtractor) if pixels else {}
         builds = {
             "ncp-19": lambda env, s, t=task, c=liquid_cls: RecurrentPPO(
-                c, env, seed=s, **_hyper(t), policy_kwargs=dict(LANE_HEAD, **ncp)),
+                c, env, seed=s, **_hyper(t), policy_kwargs=_liquid(**LANE_HEAD, **ncp)),
             "lstm-64": lambda env, s, t=task, c=lstm_cls, conv=conv: RecurrentPPO(
                 c, env, seed=s, **_hyper(t), policy_kwargs=dict(LANE_HEAD, lstm_hidden_size=64, **conv)),
         }
@@ -229,8 +268,9 @@ def run_one(spec: Spec, seed: int, n_eval: int) -> dict[str, Any]:
     wall = time.perf_counter() - start
     eval_env = make_env(spec, seed + 10_000, training=False, train_env=env)
     rewards, _ = evaluate_policy(model, eval_env, n_eval_episodes=n_eval, deterministic=True, return_episode_rewards=True)
+    tag = {"variant": variant()} if variant() else {}
     return dict(suite=spec.suite, task=spec.task, policy=spec.policy, seed=seed, steps=spec.steps,
-                normalize=spec.normalize, mean=float(np.mean(rewards)), std=float(np.std(rewards)), episodes=len(rewards),
+                normalize=spec.normalize, **tag, mean=float(np.mean(rewards)), std=float(np.std(rewards)), episodes=len(rewards),
                 wall_s=round(wall, 1), params=count_params(model.policy), cell_params=cell_params(model),
                 algo=type(model).__name__, settings={k: str(v) for k, v in spec.info.items()})
 
@@ -240,14 +280,15 @@ def _normalize(row: dict[str, Any]) -> str:
     return row.get("normalize", "none" if row["suite"] == "sac_history" else "obs")
 
 
-def load_done(path: str) -> set[tuple[str, str, str, int, int, str]]:
+def load_done(path: str) -> set[tuple[str, str, str, int, int, str, str]]:
     done = set()
     if os.path.exists(path):
         with open(path) as f:
             for line in f:
                 if line.strip():
                     r = json.loads(line)
-                    done.add((r["suite"], r["task"], r["policy"], r["seed"], r["steps"], _normalize(r)))
+                    done.add((r["suite"], r["task"], r["policy"], r["seed"], r["steps"], _normalize(r),
+                              r.get("variant", "")))
     return done
 
 
@@ -257,7 +298,8 @@ def summary(path: str) -> None:
         for line in f:
             if line.strip():
                 r = json.loads(line)
-                groups[(r["suite"], r["task"], r["policy"], r["steps"], _normalize(r))].append(r)
+                policy = r["policy"] + (f" [{r['variant']}]" if r.get("variant") else "")
+                groups[(r["suite"], r["task"], policy, r["steps"], _normalize(r))].append(r)
     print("| suite | task | policy | steps | normalize | seeds | return (mean +- std over seeds) | per seed "
           "| params (cell) | wall s/seed |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -279,7 +321,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="override the budget (smoke tests)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--summary", action="store_true", help="print the results table and exit")
+    parser.add_argument("--hyper", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="override algorithm hyperparameters (a tuning variant, tagged in the rows)")
+    parser.add_argument("--cell", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="override liquid cell options (a tuning variant, tagged in the rows)")
     args = parser.parse_args()
+    HYPER_OVERRIDES.update(_parse_overrides(args.hyper))
+    CELL_OVERRIDES.update(_parse_overrides(args.cell))
     if args.summary:
         summary(args.results)
         return
@@ -292,7 +340,7 @@ def main() -> None:
         for spec in specs:
             if args.steps is not None:
                 spec.steps = args.steps
-            key = (spec.suite, spec.task, spec.policy, seed, spec.steps, spec.normalize)
+            key = (spec.suite, spec.task, spec.policy, seed, spec.steps, spec.normalize, variant())
             if key in load_done(args.results):
                 continue
             print(f"[{time.strftime('%H:%M:%S')}] {spec.suite} {spec.task} {spec.policy} seed {seed} ({spec.steps} steps)",
