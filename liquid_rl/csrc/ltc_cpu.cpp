@@ -261,6 +261,40 @@ void infer(int Tn, int B, int N, int K, int I, int U, const T* v0, const T* keep
 // Only the first fanin[j] synapses of neuron j are real; the rest (zero weight) are skipped.
 constexpr int kLanes = 8;
 
+// One synapse (weights sg, nm, a0, a1) over L lanes of presynaptic values x:
+// acc_a += a0 * s, acc_g += a1 * s with s = sigmoid(sg * x + nm).
+template <typename T>
+inline void synapse_forward(int L, const T* x, T sg, T nm, T a0, T a1, T* acc_a, T* acc_g) {
+#pragma omp simd
+    for (int l = 0; l < L; ++l) {
+        const T s = sigmoid(sg * x[l] + nm);
+        acc_a[l] += a0 * s;
+        acc_g[l] += a1 * s;
+    }
+}
+
+// Its backward given dL/dacc_a = G0 and dL/dacc_g = G1 (L lanes): adds dL/dx to gx and the
+// weights' gradients (summed over lanes) to g[0..3] = (a0, a1, sg, nm).
+template <typename T>
+inline void synapse_backward(int L, const T* x, T sg, T nm, T a0, T a1, const T* G0, const T* G1, T* gx, T* g_a0,
+                             T* g_a1, T* g_sg, T* g_nm) {
+    T s0 = 0, s1 = 0, ss = 0, sm = 0;
+#pragma omp simd reduction(+ : s0, s1, ss, sm)
+    for (int l = 0; l < L; ++l) {
+        const T s = sigmoid(sg * x[l] + nm);
+        s0 += G0[l] * s;
+        s1 += G1[l] * s;
+        const T z = (a0 * G0[l] + a1 * G1[l]) * s * (T(1) - s);
+        ss += z * x[l];
+        sm += z;
+        gx[l] += z * sg;
+    }
+    *g_a0 += s0;
+    *g_a1 += s1;
+    *g_sg += ss;
+    *g_nm += sm;
+}
+
 template <typename T>
 inline void unfold_nm(int N, int K, int B, const int64_t* fanin, const T* v, const T* n0, const T* d0, const T* hb,
                       const T* cm, const T* sig, const T* nsmu, const T* M2, const int64_t* src, T* acc_a, T* acc_g,
@@ -269,17 +303,9 @@ inline void unfold_nm(int N, int K, int B, const int64_t* fanin, const T* v, con
         std::fill(acc_a, acc_a + B, T(0));
         std::fill(acc_g, acc_g + B, T(0));
         const int cnt = fanin ? static_cast<int>(fanin[j]) : K;
-        for (int k = 0; k < cnt; ++k) {
-            const T* vi = v + src[j * K + k] * B;
-            const T sg = sig[j * K + k], nm = nsmu[j * K + k];
-            const T a0 = M2[j * 2 * K + k], a1 = M2[j * 2 * K + K + k];
-#pragma omp simd
-            for (int b = 0; b < B; ++b) {
-                const T s = sigmoid(sg * vi[b] + nm);
-                acc_a[b] += a0 * s;
-                acc_g[b] += a1 * s;
-            }
-        }
+        for (int k = 0; k < cnt; ++k)
+            synapse_forward(B, v + src[j * K + k] * B, sig[j * K + k], nsmu[j * K + k], M2[j * 2 * K + k],
+                            M2[j * 2 * K + K + k], acc_a, acc_g);
         const T* vj = v + j * B;
 #pragma omp simd
         for (int b = 0; b < B; ++b) {
@@ -382,25 +408,10 @@ void backward_nm(int Tn, int B, int N, int K, int U, const T* grad_out, const T*
                 const T* G1j = G1.data() + j * B;
                 for (int k = 0; k < cnt; ++k) {
                     const int64_t i = src[j * K + k];
-                    const T* vi = v + i * B;
-                    T* gi = gnew.data() + i * B;
-                    const T sg = sig[j * K + k], nm = nsmu[j * K + k];
-                    const T a0 = M2[j * 2 * K + k], a1 = M2[j * 2 * K + K + k];
-                    T s0 = 0, s1 = 0, ss = 0, sm = 0;
-#pragma omp simd reduction(+ : s0, s1, ss, sm)
-                    for (int b = 0; b < B; ++b) {
-                        const T s = sigmoid(sg * vi[b] + nm);
-                        s0 += G0j[b] * s;
-                        s1 += G1j[b] * s;
-                        const T z = (a0 * G0j[b] + a1 * G1j[b]) * s * (T(1) - s);
-                        ss += z * vi[b];
-                        sm += z;
-                        gi[b] += z * sg;
-                    }
-                    g_M2[j * 2 * K + k] += s0;
-                    g_M2[j * 2 * K + K + k] += s1;
-                    g_sig[j * K + k] += ss;
-                    g_nsmu[j * K + k] += sm;
+                    const int64_t w = j * 2 * K + k;
+                    synapse_backward(B, v + i * B, sig[j * K + k], nsmu[j * K + k], M2[w], M2[w + K], G0j, G1j,
+                                     gnew.data() + i * B, &g_M2[w], &g_M2[w + K], &g_sig[j * K + k],
+                                     &g_nsmu[j * K + k]);
                 }
             }
             gv.swap(gnew);
@@ -429,17 +440,9 @@ void infer_nm(int Tn, int B, int N, int K, int I, int U, const T* v0, const T* k
         for (int j = 0; j < N; ++j) {
             std::fill(acc_a.begin(), acc_a.end(), T(0));
             std::fill(acc_g.begin(), acc_g.end(), T(0));
-            for (int i = 0; i < I; ++i) {
-                const T sg = ssig[j * I + i], nm = nssmu[j * I + i];
-                const T a0 = M2s[j * 2 * I + i], a1 = M2s[j * 2 * I + I + i];
-                const T* xi = xt.data() + i * B;
-#pragma omp simd
-                for (int b = 0; b < B; ++b) {
-                    const T s = sigmoid(sg * xi[b] + nm);
-                    acc_a[b] += a0 * s;
-                    acc_g[b] += a1 * s;
-                }
-            }
+            for (int i = 0; i < I; ++i)
+                synapse_forward(B, xt.data() + i * B, ssig[j * I + i], nssmu[j * I + i], M2s[j * 2 * I + i],
+                                M2s[j * 2 * I + I + i], acc_a.data(), acc_g.data());
             for (int b = 0; b < B; ++b) {
                 n0[j * B + b] = hb[b] * (glvl[j] + acc_a[b]);
                 d0[j * B + b] = cm[j] + hb[b] * (gl_eps[j] + acc_g[b]);
@@ -466,17 +469,9 @@ void sensory_forward(int M, int N, int I, const T* x, const T* ssig, const T* ns
     for (int j = 0; j < N; ++j) {
         std::fill(acc_a.begin(), acc_a.end(), T(0));
         std::fill(acc_g.begin(), acc_g.end(), T(0));
-        for (int i = 0; i < I; ++i) {
-            const T sg = ssig[j * I + i], nm = nssmu[j * I + i];
-            const T a0 = M2s[j * 2 * I + i], a1 = M2s[j * 2 * I + I + i];
-            const T* xi = xt.data() + static_cast<int64_t>(i) * M;
-#pragma omp simd
-            for (int m = 0; m < M; ++m) {
-                const T s = sigmoid(sg * xi[m] + nm);
-                acc_a[m] += a0 * s;
-                acc_g[m] += a1 * s;
-            }
-        }
+        for (int i = 0; i < I; ++i)
+            synapse_forward(M, xt.data() + static_cast<int64_t>(i) * M, ssig[j * I + i], nssmu[j * I + i],
+                            M2s[j * 2 * I + i], M2s[j * 2 * I + I + i], acc_a.data(), acc_g.data());
         for (int m = 0; m < M; ++m) {
             a[static_cast<int64_t>(m) * N + j] = acc_a[m];
             g[static_cast<int64_t>(m) * N + j] = acc_g[m];
@@ -498,25 +493,10 @@ void sensory_backward(int M, int N, int I, const T* x, const T* ssig, const T* n
             ggt[m] = gg[static_cast<int64_t>(m) * N + j];
         }
         for (int i = 0; i < I; ++i) {
-            const T sg = ssig[j * I + i], nm = nssmu[j * I + i];
-            const T a0 = M2s[j * 2 * I + i], a1 = M2s[j * 2 * I + I + i];
-            const T* xi = xt.data() + static_cast<int64_t>(i) * M;
-            T* gxi = gxt.data() + static_cast<int64_t>(i) * M;
-            T s0 = 0, s1 = 0, ss = 0, sm = 0;
-#pragma omp simd reduction(+ : s0, s1, ss, sm)
-            for (int m = 0; m < M; ++m) {
-                const T s = sigmoid(sg * xi[m] + nm);
-                s0 += gat[m] * s;
-                s1 += ggt[m] * s;
-                const T z = (a0 * gat[m] + a1 * ggt[m]) * s * (T(1) - s);
-                ss += z * xi[m];
-                sm += z;
-                gxi[m] += z * sg;
-            }
-            g_M2s[j * 2 * I + i] += s0;
-            g_M2s[j * 2 * I + I + i] += s1;
-            g_ssig[j * I + i] += ss;
-            g_nssmu[j * I + i] += sm;
+            const int64_t w = j * 2 * I + i;
+            synapse_backward(M, xt.data() + static_cast<int64_t>(i) * M, ssig[j * I + i], nssmu[j * I + i], M2s[w],
+                             M2s[w + I], gat.data(), ggt.data(), gxt.data() + static_cast<int64_t>(i) * M, &g_M2s[w],
+                             &g_M2s[w + I], &g_ssig[j * I + i], &g_nssmu[j * I + i]);
         }
     }
     from_nm(M, I, gxt.data(), g_x);
