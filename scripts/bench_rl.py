@@ -269,10 +269,11 @@ def run_one(spec: Spec, seed: int, n_eval: int) -> dict[str, Any]:
     eval_env = make_env(spec, seed + 10_000, training=False, train_env=env)
     rewards, _ = evaluate_policy(model, eval_env, n_eval_episodes=n_eval, deterministic=True, return_episode_rewards=True)
     tag = {"variant": variant()} if variant() else {}
+    settings = dict(spec.info, **HYPER_OVERRIDES, **{f"cell.{k}": v for k, v in CELL_OVERRIDES.items()})
     return dict(suite=spec.suite, task=spec.task, policy=spec.policy, seed=seed, steps=spec.steps,
                 normalize=spec.normalize, **tag, mean=float(np.mean(rewards)), std=float(np.std(rewards)), episodes=len(rewards),
                 wall_s=round(wall, 1), params=count_params(model.policy), cell_params=cell_params(model),
-                algo=type(model).__name__, settings={k: str(v) for k, v in spec.info.items()})
+                algo=type(model).__name__, settings={k: str(v) for k, v in settings.items()})
 
 
 def _normalize(row: dict[str, Any]) -> str:
