@@ -218,7 +218,7 @@ def speed(args: argparse.Namespace) -> None:
             model = SAC("MlpPolicy", env, learning_starts=fill, seed=0, device="cpu", **cfg)
         model.learn(fill)  # fills the buffer, no update
         model.train(gradient_steps=2, batch_size=model.batch_size)  # warm-up
-        n = args.updates if not name.startswith("rsac-ltc") else max(3, args.updates // 20)
+        n = args.updates
         t0, c0 = time.perf_counter(), time.process_time()
         model.train(gradient_steps=n, batch_size=model.batch_size)
         dt, dc = time.perf_counter() - t0, time.process_time() - c0
