@@ -50,6 +50,7 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize
 
 import liquid_rl.envs  # noqa: F401  (registers the envs)
@@ -231,11 +232,13 @@ def make_env(spec: Spec, seed: int, training: bool, train_env: VecEnv | None = N
         env = VecFrameStack(env, spec.n_stack)
     if spec.normalize == "none":
         return env
-    env = VecNormalize(env, norm_obs=True, norm_reward=training and spec.normalize == "obs+reward",
-                       gamma=spec.gamma, training=training)
+    # Images are never normalised (as in RL Zoo): the conv heads take uint8 frames.
+    env = VecNormalize(env, norm_obs=not is_image_space(env.observation_space),
+                       norm_reward=training and spec.normalize == "obs+reward", gamma=spec.gamma, training=training)
     if train_env is not None:
         assert isinstance(train_env, VecNormalize) and isinstance(env, VecNormalize)
-        env.obs_rms = train_env.obs_rms
+        if train_env.norm_obs:
+            env.obs_rms = train_env.obs_rms
     return env
 
 
