@@ -29,22 +29,28 @@ def _pair(wiring: wirings.Wiring, dtype: torch.dtype = torch.float32, unfolds: i
 @pytest.mark.parametrize("per_sample_time", [False, True])
 @pytest.mark.parametrize("batch", [5, 19])    # batch-major and neuron-major kernel paths
 def test_float32_values_and_gradients_match_eager(wiring, per_sample_time, batch):
+    """Both float32 kernels against a float64 run of the same weights: the native kernel's
+    error is of float32 size, like the eager kernel's (summation order differs, so the two
+    float32 results are compared through the reference, not to each other)."""
     ours, ref = _pair(wiring())
+    exact = LTC(4, ours.rnn_cell._wiring, kernel="eager").double()
+    exact.load_state_dict(ours.state_dict())
     x = torch.randn(batch, 9, 4)
     ts = torch.rand(batch, 9) + 0.2 if per_sample_time else None
     resets = torch.zeros(batch, 9, dtype=torch.bool)
     resets[2, 4] = True
     h0 = torch.randn(batch, ours.state_size) * 0.2
     outs = []
-    for m in (ours, ref):
-        m.zero_grad()
-        y, h = m(x, h0, timespans=ts, resets=resets)
+    for m in (ours, ref, exact):
+        dtype = next(m.parameters()).dtype
+        y, h = m(x.to(dtype), h0.to(dtype), timespans=None if ts is None else ts.to(dtype), resets=resets)
         (y.square().sum() + h.sum()).backward()
-        outs.append((y, h, {n: p.grad for n, p in m.named_parameters()}))
-    torch.testing.assert_close(outs[0][0], outs[1][0], atol=2e-6, rtol=1e-5)
-    torch.testing.assert_close(outs[0][1], outs[1][1], atol=2e-6, rtol=1e-5)
-    for name, g in outs[1][2].items():
-        torch.testing.assert_close(outs[0][2][name], g, atol=1e-5, rtol=1e-4, msg=name)
+        outs.append({"y": y.detach(), "h": h.detach(), **{n: p.grad for n, p in m.named_parameters()}})
+    for name, want in outs[2].items():
+        scale = want.abs().max().item() + 1e-12
+        err_native = (outs[0][name].double() - want).abs().max().item() / scale
+        err_eager = (outs[1][name].double() - want).abs().max().item() / scale
+        assert err_native < max(1e-4, 10 * err_eager), (name, err_native, err_eager)
 
 
 @pytest.mark.parametrize("batch", [3, 11])
