@@ -2,7 +2,7 @@
 
 Suites (``--suite``, several allowed):
 
-- ``recurrent_ppo``: RecurrentPPO with LTC-32 and CfC-32 beside sb3-contrib's LSTM-64
+- ``recurrent_ppo``: RecurrentPPO with LTC-32, LTC-64 and CfC-32 beside sb3-contrib's LSTM-64
   policy and MLP PPO (and, as a control of the glue, an ``nn.LSTM`` of 64 units inside
   ``LiquidRecurrentPolicy``), on ``CartPoleNoVel-v1`` (100k steps) and ``PendulumNoVel-v1``
   (150k steps), RL Zoo's recurrentppo.yml hyperparameters for each env (all policies get
@@ -150,6 +150,9 @@ def recurrent_ppo_specs() -> list[Spec]:
     policies: dict[str, Callable[[str, VecEnv, int], BaseAlgorithm]] = {
         "ltc-32": lambda t, env, s: RecurrentPPO(LiquidRecurrentPolicy, env, seed=s, **_hyper(t),
                                                  policy_kwargs=_liquid(**ZOO_HEAD, cell="ltc", units=32)),
+        # 64 neurons: about the LSTM-64's parameter count (44k against 44k).
+        "ltc-64": lambda t, env, s: RecurrentPPO(LiquidRecurrentPolicy, env, seed=s, **_hyper(t),
+                                                 policy_kwargs=_liquid(**ZOO_HEAD, cell="ltc", units=64)),
         "cfc-32": lambda t, env, s: RecurrentPPO(LiquidRecurrentPolicy, env, seed=s, **_hyper(t),
                                                  policy_kwargs=_liquid(**ZOO_HEAD, cell="cfc", units=32)),
         "s4-32": lambda t, env, s: RecurrentPPO(LiquidRecurrentPolicy, env, seed=s, **_hyper(t),
