@@ -35,7 +35,7 @@ _tried = False
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("LIQUID_RL_CACHE", Path.home() / ".cache" / "liquid_rl"))
+    return Path(os.environ.get("LIQUID_RL_CACHE") or Path.home() / ".cache" / "liquid_rl")
 
 
 def _compiler() -> str | None:
