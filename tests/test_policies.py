@@ -190,6 +190,7 @@ def _dict_space(with_dt: bool) -> spaces.Dict:
 
 @pytest.mark.parametrize("cell", ["ltc", "cfc"])
 def test_dt_is_integrated_and_dt_unit_is_the_default_step(cell):
+    torch.manual_seed(0)
     kw = dict(cell=cell, units=6, dt_unit=0.05)
     act = spaces.Box(-1, 1, (1,), np.float32)
     timed = MultiInputLiquidRecurrentPolicy(_dict_space(True), act, lambda _: 1e-3, **kw)
@@ -209,12 +210,14 @@ def test_dt_is_integrated_and_dt_unit_is_the_default_step(cell):
     torch.testing.assert_close(mean_action(timed, torch.full((T,), 0.05)), reference)
     # dt <= 0 (the reset observation of IrregularTime, padding) counts as one unit.
     torch.testing.assert_close(mean_action(timed, torch.tensor([0.0, 0.05, 0.05, 0.05, 0.05, 0.05])), reference)
+    # The action head starts near zero (orthogonal init, gain 0.01): compare relative to it.
+    scale = reference.abs().max()
     longer = mean_action(timed, torch.full((T,), 0.2))
-    assert (longer - reference).abs().max() > 1e-4
+    assert (longer - reference).abs().max() > 1e-3 * scale
     # Only the dt of each step matters: changing a later dt leaves earlier outputs alone.
     late = mean_action(timed, torch.tensor([0.05] * 4 + [0.3, 0.3]))
     torch.testing.assert_close(late[:4], reference[:4])
-    assert (late[4:] - reference[4:]).abs().max() > 1e-4
+    assert (late[4:] - reference[4:]).abs().max() > 1e-3 * scale
 
 
 def test_recurrent_ppo_trains_with_irregular_time():
