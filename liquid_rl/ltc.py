@@ -293,12 +293,11 @@ class LTCCell(WiredSizes, nn.Module):
         if cached is not None and cached[0] == key:
             return cached[1]
         with torch.no_grad():
-            ws = self._positive(self.sensory_w) * self.sensory_sparsity_mask          # (I, N)
+            ssig, nssmu, M2s = self._sensory_tables()
             sig, nsmu, M2 = self._synapse_tables()
             tables = {
-                "ssig": self.sensory_sigma.t().unsqueeze(-1),                          # (N, I, 1)
-                "nssmu": (-self.sensory_sigma * self.sensory_mu).t().unsqueeze(-1),
-                "M2s": torch.stack([(ws * self.sensory_erev).t(), ws.t()], 1),         # (N, 2, I)
+                "ssig": ssig.unsqueeze(-1), "nssmu": nssmu.unsqueeze(-1),              # (N, I, 1)
+                "M2s": M2s,                                                            # (N, 2, I)
                 "sig": sig.unsqueeze(-1), "nsmu": nsmu.unsqueeze(-1), "M2": M2,        # (N, K, 1), (N, 2, K)
                 "cm": self._positive(self.cm).unsqueeze(-1),                            # (N, 1)
                 "glvl": (self._positive(self.gleak) * self.vleak).unsqueeze(-1),
