@@ -58,6 +58,21 @@ inline double exp_approx(double x) { return std::exp(x); }
 template <typename T>
 inline T sigmoid(T z) { return T(1) / (T(1) + exp_approx(-z)); }
 
+// Conductance sums of L synapses into one neuron from contiguous presynaptic values x (L):
+// a = sum w0 * s, g = sum w1 * s with s = sigmoid(sj * x + mj); vectorised over synapses.
+template <typename T>
+inline void synapse_sums(int L, const T* x, const T* sj, const T* mj, const T* w0, const T* w1, T* a_out, T* g_out) {
+    T a = 0, g = 0;
+#pragma omp simd reduction(+ : a, g)
+    for (int l = 0; l < L; ++l) {
+        const T s = sigmoid(sj[l] * x[l] + mj[l]);
+        a += w0[l] * s;
+        g += w1[l] * s;
+    }
+    *a_out = a;
+    *g_out = g;
+}
+
 // One unfold for one sample: v (N) -> out (N); den (N) the denominators.
 template <typename T>
 inline void unfold(int N, int K, const T* v, const T* num0, const T* den0, T h, const T* cm, const T* sig,
@@ -69,12 +84,7 @@ inline void unfold(int N, int K, const T* v, const T* num0, const T* den0, T h, 
         const T* w1 = w0 + K;
         T a = 0, g = 0;
         if (dense) {
-#pragma omp simd reduction(+ : a, g)
-            for (int k = 0; k < K; ++k) {
-                const T s = sigmoid(sj[k] * v[k] + mj[k]);
-                a += w0[k] * s;
-                g += w1[k] * s;
-            }
+            synapse_sums(K, v, sj, mj, w0, w1, &a, &g);
         } else {
             const int64_t* srcj = src + j * K;
 #pragma omp simd reduction(+ : a, g)
@@ -98,6 +108,17 @@ bool is_dense(int N, int K, const int64_t* src) {
     return true;
 }
 
+// Start of step t for sample b (batch-major): apply the reset factor to the state cur (N)
+// and return the sub-step length h.
+template <typename T>
+inline T begin_step(int t, int b, int B, int Bh, int N, const T* keep, const T* h, T* cur) {
+    if (keep) {
+        const T f = keep[t * B + b];
+        for (int j = 0; j < N; ++j) cur[j] *= f;
+    }
+    return h[t * Bh + (Bh == 1 ? 0 : b)];
+}
+
 template <typename T>
 void forward(int Tn, int B, int N, int K, int U, const T* v0, const T* keep, const T* num0, const T* den0,
              const T* h, int Bh, const T* cm, const T* sig, const T* nsmu, const T* M2, const int64_t* src, T* V,
@@ -108,11 +129,7 @@ void forward(int Tn, int B, int N, int K, int U, const T* v0, const T* keep, con
     for (int b = 0; b < B; ++b) {
         std::memcpy(cur.data(), v0 + b * N, N * sizeof(T));
         for (int t = 0; t < Tn; ++t) {
-            if (keep) {
-                const T f = keep[t * B + b];
-                for (int j = 0; j < N; ++j) cur[j] *= f;
-            }
-            const T ht = h[t * Bh + (Bh == 1 ? 0 : b)];
+            const T ht = begin_step(t, b, B, Bh, N, keep, h, cur.data());
             const T* n0 = num0 + (static_cast<int64_t>(t) * B + b) * N;
             const T* d0 = den0 + (static_cast<int64_t>(t) * B + b) * N;
             for (int u = 0; u < U; ++u) {
@@ -223,24 +240,11 @@ void infer(int Tn, int B, int N, int K, int I, int U, const T* v0, const T* keep
     for (int b = 0; b < B; ++b) {
         std::memcpy(cur.data(), v0 + b * N, N * sizeof(T));
         for (int t = 0; t < Tn; ++t) {
-            if (keep) {
-                const T f = keep[t * B + b];
-                for (int j = 0; j < N; ++j) cur[j] *= f;
-            }
-            const T ht = h[t * Bh + (Bh == 1 ? 0 : b)];
+            const T ht = begin_step(t, b, B, Bh, N, keep, h, cur.data());
             const T* xt = x + (static_cast<int64_t>(t) * B + b) * I;
             for (int j = 0; j < N; ++j) {
-                const T* sj = ssig + j * I;
-                const T* mj = nssmu + j * I;
-                const T* w0 = M2s + j * 2 * I;
-                const T* w1 = w0 + I;
-                T a = 0, g = 0;
-#pragma omp simd reduction(+ : a, g)
-                for (int i = 0; i < I; ++i) {
-                    const T s = sigmoid(sj[i] * xt[i] + mj[i]);
-                    a += w0[i] * s;
-                    g += w1[i] * s;
-                }
+                T a, g;
+                synapse_sums(I, xt, ssig + j * I, nssmu + j * I, M2s + j * 2 * I, M2s + j * 2 * I + I, &a, &g);
                 num0[j] = ht * (glvl[j] + a);
                 den0[j] = cm[j] + ht * (gl_eps[j] + g);
             }
