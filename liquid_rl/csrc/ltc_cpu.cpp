@@ -24,6 +24,10 @@
 
 namespace {
 
+// Loops over a batch (or over many synapses in the backward) run on 512-bit vectors where the
+// CPU has them (~15% faster at batch 64); the batch-1 inference keeps 256-bit ones (lower latency).
+#define LTC_WIDE __attribute__((target("prefer-vector-width=512")))
+
 // Flush denormals to zero (FTZ and DAZ) for the duration of a call, then restore: saturated
 // synapses produce denormals that slow x86 arithmetic 10-100x and carry no signal.
 struct FlushDenormals {
@@ -148,7 +152,7 @@ void forward(int Tn, int B, int N, int K, int U, const T* v0, const T* keep, con
 // (T, B, N); g_cm (N), g_sig and g_nsmu (N, K), g_M2 (N, 2, K) are accumulated into
 // (the caller zeroes them).
 template <typename T>
-void backward(int Tn, int B, int N, int K, int U, const T* grad_out, const T* keep, const T* h, int Bh, const T* cm,
+LTC_WIDE void backward(int Tn, int B, int N, int K, int U, const T* grad_out, const T* keep, const T* h, int Bh, const T* cm,
               const T* sig, const T* nsmu, const T* M2, const int64_t* src, const T* V, const T* states,
               const T* dens, T* g_v0, T* g_num0, T* g_den0, T* g_cm, T* g_sig, T* g_nsmu, T* g_M2) {
     FlushDenormals flush;
@@ -268,7 +272,7 @@ constexpr int kLanes = 8;
 // One synapse (weights sg, nm, a0, a1) over L lanes of presynaptic values x:
 // acc_a += a0 * s, acc_g += a1 * s with s = sigmoid(sg * x + nm).
 template <typename T>
-inline void synapse_forward(int L, const T* x, T sg, T nm, T a0, T a1, T* acc_a, T* acc_g) {
+LTC_WIDE inline void synapse_forward(int L, const T* x, T sg, T nm, T a0, T a1, T* acc_a, T* acc_g) {
 #pragma omp simd
     for (int l = 0; l < L; ++l) {
         const T s = sigmoid(sg * x[l] + nm);
@@ -280,7 +284,7 @@ inline void synapse_forward(int L, const T* x, T sg, T nm, T a0, T a1, T* acc_a,
 // Its backward given dL/dacc_a = G0 and dL/dacc_g = G1 (L lanes): adds dL/dx to gx and the
 // weights' gradients (summed over lanes) to g[0..3] = (a0, a1, sg, nm).
 template <typename T>
-inline void synapse_backward(int L, const T* x, T sg, T nm, T a0, T a1, const T* G0, const T* G1, T* gx, T* g_a0,
+LTC_WIDE inline void synapse_backward(int L, const T* x, T sg, T nm, T a0, T a1, const T* G0, const T* G1, T* gx, T* g_a0,
                              T* g_a1, T* g_sg, T* g_nm) {
     T s0 = 0, s1 = 0, ss = 0, sm = 0;
 #pragma omp simd reduction(+ : s0, s1, ss, sm)
@@ -299,17 +303,45 @@ inline void synapse_backward(int L, const T* x, T sg, T nm, T a0, T a1, const T*
     *g_nm += sm;
 }
 
+// All synapses into neuron j over lanes [l0, l0 + L) of v (N, B), the sums kept in registers
+// (L a compile-time block) rather than stored and reloaded after every synapse.
+template <int L, typename T>
+LTC_WIDE inline void synapses_into_block(int j, int K, int cnt, int B, int l0, const T* v, const T* sig, const T* nsmu,
+                                const T* M2, const int64_t* src, T* acc_a, T* acc_g) {
+    T a[L] = {}, g[L] = {};
+    for (int k = 0; k < cnt; ++k) {
+        const T* x = v + src[j * K + k] * B + l0;
+        const T sg = sig[j * K + k], nm = nsmu[j * K + k], a0 = M2[j * 2 * K + k], a1 = M2[j * 2 * K + K + k];
+#pragma omp simd
+        for (int l = 0; l < L; ++l) {
+            const T s = sigmoid(sg * x[l] + nm);
+            a[l] += a0 * s;
+            g[l] += a1 * s;
+        }
+    }
+    for (int l = 0; l < L; ++l) {
+        acc_a[l0 + l] = a[l];
+        acc_g[l0 + l] = g[l];
+    }
+}
+
 template <typename T>
-inline void unfold_nm(int N, int K, int B, const int64_t* fanin, const T* v, const T* n0, const T* d0, const T* hb,
+LTC_WIDE inline void unfold_nm(int N, int K, int B, const int64_t* fanin, const T* v, const T* n0, const T* d0, const T* hb,
                       const T* cm, const T* sig, const T* nsmu, const T* M2, const int64_t* src, T* acc_a, T* acc_g,
                       T* out, T* den) {
+    constexpr int kBlock = 64 / sizeof(T);   // two 256-bit vectors of sums of each kind
+    const int blocked = B / kBlock * kBlock;
     for (int j = 0; j < N; ++j) {
-        std::fill(acc_a, acc_a + B, T(0));
-        std::fill(acc_g, acc_g + B, T(0));
         const int cnt = fanin ? static_cast<int>(fanin[j]) : K;
-        for (int k = 0; k < cnt; ++k)
-            synapse_forward(B, v + src[j * K + k] * B, sig[j * K + k], nsmu[j * K + k], M2[j * 2 * K + k],
-                            M2[j * 2 * K + K + k], acc_a, acc_g);
+        for (int l0 = 0; l0 < blocked; l0 += kBlock)
+            synapses_into_block<kBlock>(j, K, cnt, B, l0, v, sig, nsmu, M2, src, acc_a, acc_g);
+        if (blocked < B) {
+            std::fill(acc_a + blocked, acc_a + B, T(0));
+            std::fill(acc_g + blocked, acc_g + B, T(0));
+            for (int k = 0; k < cnt; ++k)
+                synapse_forward(B - blocked, v + src[j * K + k] * B + blocked, sig[j * K + k], nsmu[j * K + k],
+                                M2[j * 2 * K + k], M2[j * 2 * K + K + k], acc_a + blocked, acc_g + blocked);
+        }
         const T* vj = v + j * B;
 #pragma omp simd
         for (int b = 0; b < B; ++b) {
@@ -341,7 +373,7 @@ inline void step_scales(int t, int B, int Bh, const T* h, const T* keep, T* hb, 
 }
 
 template <typename T>
-void forward_nm(int Tn, int B, int N, int K, int U, const T* v0, const T* keep, const T* num0, const T* den0,
+LTC_WIDE void forward_nm(int Tn, int B, int N, int K, int U, const T* v0, const T* keep, const T* num0, const T* den0,
                 const T* h, int Bh, const T* cm, const T* sig, const T* nsmu, const T* M2, const int64_t* src,
                 const int64_t* fanin, bool save_batch_major, T* V, T* states, T* dens) {
     FlushDenormals flush;
@@ -371,7 +403,7 @@ void forward_nm(int Tn, int B, int N, int K, int U, const T* v0, const T* keep, 
 }
 
 template <typename T>
-void backward_nm(int Tn, int B, int N, int K, int U, const T* grad_out, const T* keep, const T* h, int Bh,
+LTC_WIDE void backward_nm(int Tn, int B, int N, int K, int U, const T* grad_out, const T* keep, const T* h, int Bh,
                  const T* cm, const T* sig, const T* nsmu, const T* M2, const int64_t* src, const int64_t* fanin,
                  const T* V, const T* states, const T* dens, T* g_v0, T* g_num0, T* g_den0, T* g_cm, T* g_sig,
                  T* g_nsmu, T* g_M2) {
@@ -430,7 +462,7 @@ void backward_nm(int Tn, int B, int N, int K, int U, const T* grad_out, const T*
 }
 
 template <typename T>
-void infer_nm(int Tn, int B, int N, int K, int I, int U, const T* v0, const T* keep, const T* x, const T* h, int Bh,
+LTC_WIDE void infer_nm(int Tn, int B, int N, int K, int I, int U, const T* v0, const T* keep, const T* x, const T* h, int Bh,
               const T* ssig, const T* nssmu, const T* M2s, const T* glvl, const T* gl_eps, const T* cm, const T* sig,
               const T* nsmu, const T* M2, const int64_t* src, const int64_t* fanin, T* V) {
     FlushDenormals flush;
@@ -466,7 +498,7 @@ void infer_nm(int Tn, int B, int N, int K, int I, int U, const T* v0, const T* k
 // g likewise with w_g; M2s (N, 2, I) = [w_a; w_g]. Outputs a, g (M, N). The rows sit in
 // the vector lanes (inputs are transposed to (I, M) first).
 template <typename T>
-void sensory_forward(int M, int N, int I, const T* x, const T* ssig, const T* nssmu, const T* M2s, T* a, T* g) {
+LTC_WIDE void sensory_forward(int M, int N, int I, const T* x, const T* ssig, const T* nssmu, const T* M2s, T* a, T* g) {
     FlushDenormals flush;
     std::vector<T> xt(static_cast<int64_t>(I) * M), acc_a(M), acc_g(M);
     to_nm(M, I, x, xt.data());
@@ -486,7 +518,7 @@ void sensory_forward(int M, int N, int I, const T* x, const T* ssig, const T* ns
 // Gradients given ga, gg (M, N): g_x (M, I) written; g_ssig, g_nssmu (N, I), g_M2s (N, 2, I)
 // accumulated into (the caller zeroes them).
 template <typename T>
-void sensory_backward(int M, int N, int I, const T* x, const T* ssig, const T* nssmu, const T* M2s, const T* ga,
+LTC_WIDE void sensory_backward(int M, int N, int I, const T* x, const T* ssig, const T* nssmu, const T* M2s, const T* ga,
                       const T* gg, T* g_x, T* g_ssig, T* g_nssmu, T* g_M2s) {
     FlushDenormals flush;
     std::vector<T> xt(static_cast<int64_t>(I) * M), gxt(static_cast<int64_t>(I) * M, T(0)), gat(M), ggt(M);
