@@ -319,7 +319,7 @@ class LTCCell(WiredSizes, nn.Module):
         h = (x.new_ones((T, 1)) if elapsed is None else elapsed[..., 0]) / self._ode_unfolds   # (T, 1|B)
         V = native.ltc_infer(h0.contiguous(), None if keep is None else keep[..., 0].contiguous(),
                              self._map_inputs(x).contiguous(), h.contiguous(), *p, self._src, self._fanin,
-                             self._ode_unfolds)
+                             self._ode_unfolds, native.threads())
         return self._map_outputs(V), V[-1]
 
     def _sequence_inference(self, x: Tensor, h0: Tensor, elapsed: Tensor | None,

@@ -149,8 +149,9 @@ class FusedSemiImplicitLTC(torch.autograd.Function):
         ctx.flush = flush
         if kernel == "native":
             args = _native_args(keep, h, cm, sig, nsmu, M2, src, fanin)
+            ctx.n_threads = native.threads()
             V, states, dens = native.ltc_forward(v0.contiguous(), args[0], num0.contiguous(), den0.contiguous(),
-                                                 *args[1:], unfolds, save=True)
+                                                 *args[1:], unfolds, save=True, n_threads=ctx.n_threads)
             ctx.save_for_backward(*args, V, states, dens)
             return V
         fwd, _ = get_kernel(kernel)
@@ -189,7 +190,7 @@ class FusedSemiImplicitLTC(torch.autograd.Function):
     def _backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         if ctx.kernel == "native":
             g_v0, g_num0, g_den0, g_cm, g_sig, g_nsmu, g_M2 = native.ltc_backward(
-                grad_out.contiguous(), *ctx.saved_tensors)
+                grad_out.contiguous(), *ctx.saved_tensors, n_threads=ctx.n_threads)
             return (g_v0, None, g_num0, g_den0, None, g_cm, g_sig, g_nsmu, g_M2, None, None, None, None, None)
         keep_t, h_t, cm_c, sig_c, nsmu_c, M2, src, V, states, dens = ctx.saved_tensors
         _, bwd = get_kernel(ctx.kernel)

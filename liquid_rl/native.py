@@ -8,6 +8,11 @@ and written atomically, so parallel processes never load a half-written file.
 When no compiler is found or the build fails, :func:`load` returns None once with a
 warning and the LTC runs on its PyTorch kernel instead (same numbers, slower).
 Set ``LIQUID_RL_NATIVE=0`` to never build or use it.
+
+Large batches split into chunks that run in parallel on up to ``torch.get_num_threads()``
+threads. The library is built with OpenMP, and torch (imported first) has already loaded
+its own ``libgomp.so.1``, so the chunks run on torch's thread pool; a compiler without
+OpenMP gets a build that starts its own threads instead.
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 _SOURCE = Path(__file__).parent / "csrc" / "ltc_cpu.cpp"
-_FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-shared", "-fPIC", "-std=c++17"]
-_ABI_VERSION = 5
+_FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-pthread", "-shared", "-fPIC", "-std=c++17"]
+_PARALLEL_FLAGS = (["-fopenmp"], ["-fopenmp-simd"])   # tried in this order
+_ABI_VERSION = 6
 _lib: ctypes.CDLL | None = None
 _tried = False
 
@@ -42,10 +48,10 @@ def _compiler() -> str | None:
     return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
 
 
-def _build(cxx: str) -> Path:
+def _build(cxx: str, flags: list[str]) -> Path:
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
-    key = hashlib.sha256("\0".join([_SOURCE.read_text(), " ".join(_FLAGS), version, platform.machine(),
-                                    platform.node() if "-march=native" in _FLAGS else ""]).encode()).hexdigest()[:16]
+    key = hashlib.sha256("\0".join([_SOURCE.read_text(), " ".join(flags), version, platform.machine(),
+                                    platform.node() if "-march=native" in flags else ""]).encode()).hexdigest()[:16]
     target = _cache_dir() / f"ltc_cpu_{key}.so"
     if target.exists():
         return target
@@ -53,7 +59,7 @@ def _build(cxx: str) -> Path:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        result = subprocess.run([cxx, *_FLAGS, str(_SOURCE), "-o", tmp], capture_output=True, text=True, check=False)
+        result = subprocess.run([cxx, *flags, str(_SOURCE), "-o", tmp], capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise RuntimeError(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "compiler failed")
         os.replace(tmp, target)   # atomic: concurrent builds each write their own temp file
@@ -66,15 +72,15 @@ def _build(cxx: str) -> Path:
 def _declare(lib: ctypes.CDLL) -> None:
     i, p = ctypes.c_int, ctypes.c_void_p
     for suffix in ("f32", "f64"):
-        getattr(lib, f"liquid_rl_ltc_forward_{suffix}").argtypes = [i] * 5 + [p] * 5 + [i] + [p] * 9
+        getattr(lib, f"liquid_rl_ltc_forward_{suffix}").argtypes = [i] * 5 + [p] * 5 + [i] + [p] * 6 + [i] + [p] * 3
         getattr(lib, f"liquid_rl_ltc_forward_{suffix}").restype = None
-        getattr(lib, f"liquid_rl_ltc_backward_{suffix}").argtypes = [i] * 5 + [p] * 3 + [i] + [p] * 16
+        getattr(lib, f"liquid_rl_ltc_backward_{suffix}").argtypes = [i] * 5 + [p] * 3 + [i] + [p] * 9 + [i] + [p] * 7
         getattr(lib, f"liquid_rl_ltc_backward_{suffix}").restype = None
-        getattr(lib, f"liquid_rl_ltc_infer_{suffix}").argtypes = [i] * 6 + [p] * 4 + [i] + [p] * 12
+        getattr(lib, f"liquid_rl_ltc_infer_{suffix}").argtypes = [i] * 6 + [p] * 4 + [i] + [p] * 11 + [i] + [p]
         getattr(lib, f"liquid_rl_ltc_infer_{suffix}").restype = None
-        getattr(lib, f"liquid_rl_ltc_sensory_forward_{suffix}").argtypes = [i] * 3 + [p] * 6
+        getattr(lib, f"liquid_rl_ltc_sensory_forward_{suffix}").argtypes = [i] * 3 + [p] * 4 + [i] + [p] * 2
         getattr(lib, f"liquid_rl_ltc_sensory_forward_{suffix}").restype = None
-        getattr(lib, f"liquid_rl_ltc_sensory_backward_{suffix}").argtypes = [i] * 3 + [p] * 10
+        getattr(lib, f"liquid_rl_ltc_sensory_backward_{suffix}").argtypes = [i] * 3 + [p] * 6 + [i] + [p] * 4
         getattr(lib, f"liquid_rl_ltc_sensory_backward_{suffix}").restype = None
 
 
@@ -91,18 +97,22 @@ def load() -> ctypes.CDLL | None:
         warnings.warn("liquid_rl: no C++ compiler found (set CXX or install g++); the LTC runs on its slower "
                       "PyTorch kernel", RuntimeWarning, stacklevel=2)
         return None
-    try:
-        lib = ctypes.CDLL(str(_build(cxx)))
-        lib.liquid_rl_ltc_abi_version.restype = ctypes.c_int
-        if lib.liquid_rl_ltc_abi_version() != _ABI_VERSION:
-            raise RuntimeError("stale kernel library")
-        _declare(lib)
-    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-        warnings.warn(f"liquid_rl: building the CPU LTC kernel failed ({exc}); the LTC runs on its slower "
-                      "PyTorch kernel", RuntimeWarning, stacklevel=2)
-        return None
-    _lib = lib
-    return _lib
+    error: Exception | None = None
+    for parallel in _PARALLEL_FLAGS:
+        try:
+            lib = ctypes.CDLL(str(_build(cxx, [*_FLAGS, *parallel])))
+            lib.liquid_rl_ltc_abi_version.restype = ctypes.c_int
+            if lib.liquid_rl_ltc_abi_version() != _ABI_VERSION:
+                raise RuntimeError("stale kernel library")
+            _declare(lib)
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            error = error or exc
+            continue
+        _lib = lib
+        return _lib
+    warnings.warn(f"liquid_rl: building the CPU LTC kernel failed ({error}); the LTC runs on its slower "
+                  "PyTorch kernel", RuntimeWarning, stacklevel=2)
+    return None
 
 
 def available() -> bool:
@@ -122,14 +132,22 @@ def _suffix(dtype: torch.dtype) -> str:
     raise ValueError(f"The CPU LTC kernel runs float32 or float64, not {dtype}; use kernel='eager'")
 
 
+def threads() -> int:
+    """How many threads a kernel call may use: torch's intra-op thread count
+    (``torch.set_num_threads``). Batches split into chunks of at least 16 samples, so small
+    batches (rollouts) run on the calling thread alone."""
+    return torch.get_num_threads()
+
+
 def ltc_forward(v0: Tensor, keep: Tensor | None, num0: Tensor, den0: Tensor, h: Tensor, cm: Tensor, sig: Tensor,
                 nsmu: Tensor, M2: Tensor, src: Tensor, fanin: Tensor | None, unfolds: int,
-                save: bool) -> tuple[Tensor, Tensor | None, Tensor | None]:
+                save: bool, n_threads: int = 1) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """Run the sequence. v0 (B, N); keep (T, B) or None; num0, den0 (T, B, N); h (T, 1|B);
     cm (N,); sig, nsmu (N, K); M2 (N, 2, K); src (N, K) int64; fanin (N,) int64 the number
     of real synapses per neuron (listed first in src; None = all K); all contiguous CPU
     tensors of one float dtype. Returns V (T, B, N) and, with ``save``, states and dens
-    (T*U*B*N values each, in the kernel's layout) for :func:`ltc_backward`."""
+    (T*U*B*N values each, in the kernel's layout) for :func:`ltc_backward`, which must get
+    the same ``n_threads`` (the layout is per chunk of the batch)."""
     lib = load()
     assert lib is not None
     T, B, N = num0.shape
@@ -139,15 +157,15 @@ def ltc_forward(v0: Tensor, keep: Tensor | None, num0: Tensor, den0: Tensor, h: 
     dens = num0.new_empty((T, unfolds, B, N)) if save else None
     getattr(lib, f"liquid_rl_ltc_forward_{_suffix(num0.dtype)}")(
         T, B, N, K, unfolds, _ptr(v0), _ptr(keep), _ptr(num0), _ptr(den0), _ptr(h), h.shape[1], _ptr(cm),
-        _ptr(sig), _ptr(nsmu), _ptr(M2), _ptr(src), _ptr(fanin), _ptr(V), _ptr(states), _ptr(dens))
+        _ptr(sig), _ptr(nsmu), _ptr(M2), _ptr(src), _ptr(fanin), n_threads, _ptr(V), _ptr(states), _ptr(dens))
     return V, states, dens
 
 
 def ltc_backward(grad_out: Tensor, keep: Tensor | None, h: Tensor, cm: Tensor, sig: Tensor, nsmu: Tensor,
                  M2: Tensor, src: Tensor, fanin: Tensor | None, V: Tensor, states: Tensor,
-                 dens: Tensor) -> tuple[Tensor, ...]:
-    """Gradients for :func:`ltc_forward`: (g_v0 (B, N), g_num0, g_den0 (T, B, N), g_cm (N,),
-    g_sig, g_nsmu (N, K), g_M2 (N, 2, K))."""
+                 dens: Tensor, n_threads: int = 1) -> tuple[Tensor, ...]:
+    """Gradients for :func:`ltc_forward` (called with the same ``n_threads``): (g_v0 (B, N),
+    g_num0, g_den0 (T, B, N), g_cm (N,), g_sig, g_nsmu (N, K), g_M2 (N, 2, K))."""
     lib = load()
     assert lib is not None
     T, B, N = V.shape
@@ -159,14 +177,14 @@ def ltc_backward(grad_out: Tensor, keep: Tensor | None, h: Tensor, cm: Tensor, s
     g_cm, g_sig, g_nsmu, g_M2 = (torch.zeros_like(x) for x in (cm, sig, nsmu, M2))
     getattr(lib, f"liquid_rl_ltc_backward_{_suffix(V.dtype)}")(
         T, B, N, K, U, _ptr(grad_out), _ptr(keep), _ptr(h), h.shape[1], _ptr(cm), _ptr(sig), _ptr(nsmu), _ptr(M2),
-        _ptr(src), _ptr(fanin), _ptr(V), _ptr(states), _ptr(dens), _ptr(g_v0), _ptr(g_num0), _ptr(g_den0), _ptr(g_cm),
+        _ptr(src), _ptr(fanin), _ptr(V), _ptr(states), _ptr(dens), n_threads, _ptr(g_v0), _ptr(g_num0), _ptr(g_den0), _ptr(g_cm),
         _ptr(g_sig), _ptr(g_nsmu), _ptr(g_M2))
     return g_v0, g_num0, g_den0, g_cm, g_sig, g_nsmu, g_M2
 
 
 def ltc_infer(v0: Tensor, keep: Tensor | None, x: Tensor, h: Tensor, ssig: Tensor, nssmu: Tensor, M2s: Tensor,
               glvl: Tensor, gl_eps: Tensor, cm: Tensor, sig: Tensor, nsmu: Tensor, M2: Tensor, src: Tensor,
-              fanin: Tensor | None, unfolds: int) -> Tensor:
+              fanin: Tensor | None, unfolds: int, n_threads: int = 1) -> Tensor:
     """Run the sequence without saving anything for a backward, the sensory synapses included.
     x (T, B, I) mapped inputs; ssig, nssmu (N, I); M2s (N, 2, I); glvl, gl_eps (N,); the
     rest as :func:`ltc_forward`. Returns V (T, B, N)."""
@@ -178,7 +196,7 @@ def ltc_infer(v0: Tensor, keep: Tensor | None, x: Tensor, h: Tensor, ssig: Tenso
     getattr(lib, f"liquid_rl_ltc_infer_{_suffix(x.dtype)}")(
         T, B, N, K, I, unfolds, _ptr(v0), _ptr(keep), _ptr(x), _ptr(h), h.shape[1], _ptr(ssig), _ptr(nssmu),
         _ptr(M2s), _ptr(glvl), _ptr(gl_eps), _ptr(cm), _ptr(sig), _ptr(nsmu), _ptr(M2), _ptr(src), _ptr(fanin),
-        _ptr(V))
+        n_threads, _ptr(V))
     return V
 
 
@@ -201,7 +219,7 @@ class SensorySynapses(torch.autograd.Function):
         a = x.new_empty((M, N))
         g = x.new_empty((M, N))
         getattr(lib, f"liquid_rl_ltc_sensory_forward_{_suffix(x.dtype)}")(
-            M, N, I, _ptr(x), _ptr(ssig), _ptr(nssmu), _ptr(M2s), _ptr(a), _ptr(g))
+            M, N, I, _ptr(x), _ptr(ssig), _ptr(nssmu), _ptr(M2s), threads(), _ptr(a), _ptr(g))
         ctx.save_for_backward(x, ssig, nssmu, M2s)
         return a, g
 
@@ -218,6 +236,6 @@ class SensorySynapses(torch.autograd.Function):
         g_x = torch.empty_like(x)
         g_ssig, g_nssmu, g_M2s = (torch.zeros_like(t) for t in (ssig, nssmu, M2s))
         getattr(lib, f"liquid_rl_ltc_sensory_backward_{_suffix(x.dtype)}")(
-            M, N, I, _ptr(x), _ptr(ssig), _ptr(nssmu), _ptr(M2s), _ptr(ga), _ptr(gg), _ptr(g_x), _ptr(g_ssig),
+            M, N, I, _ptr(x), _ptr(ssig), _ptr(nssmu), _ptr(M2s), _ptr(ga), _ptr(gg), threads(), _ptr(g_x), _ptr(g_ssig),
             _ptr(g_nssmu), _ptr(g_M2s))
         return g_x, g_ssig, g_nssmu, g_M2s

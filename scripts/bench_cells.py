@@ -10,9 +10,10 @@ rollout pays), and the largest output difference to the ncps module it was copie
 ncps runs twice on CPU: as shipped (denormal floats not flushed, which is how users run
 it) and with denormals flushed, the same setting liquid_rl enables for itself.
 
-Timing: the minimum over repeated calls, in CPU time of this process on CPU (stable on a
-shared machine; with --threads 1 it equals wall time on an idle core) and wall time
-with synchronisation on CUDA. ``--kernel`` picks liquid_rl's LTC kernels to time
+Timing: the minimum over repeated calls, in CPU time of this process on CPU with one
+thread (stable on a shared machine; it equals wall time on an idle core), wall time with
+``--threads`` above 1 (run it on otherwise idle cores: liquid_rl's LTC kernel splits the
+batch over torch's threads) and wall time with synchronisation on CUDA. ``--kernel`` picks liquid_rl's LTC kernels to time
 (default: native and eager; ``compiled`` adds the torch.compile'd step, compilation
 excluded). On CUDA "native" runs as "eager" (the native kernel is CPU only).
 """
@@ -91,7 +92,7 @@ def main() -> None:
 
     device = torch.device(args.device)
     sync = (lambda: torch.cuda.synchronize()) if device.type == "cuda" else (lambda: None)
-    if device.type == "cuda":
+    if device.type == "cuda" or args.threads > 1:   # CPU time would add up the threads
         CLOCK = time.perf_counter
     torch.manual_seed(0)
     B, T, N, I = args.batch, args.steps, args.units, args.inputs

@@ -150,3 +150,85 @@ def test_neuron_major_path_passes_gradcheck():
     h0 = torch.randn(9, 6, dtype=torch.float64, requires_grad=True)
     ts = torch.rand(9, 3, dtype=torch.float64) + 0.5
     assert torch.autograd.gradcheck(lambda x, h: m(x, h, timespans=ts)[0], (x, h0))
+
+
+@pytest.fixture
+def threads():
+    """Set torch's thread count (which the kernel's batch chunks follow) and restore it."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def _run_grads(m: LTC, x: torch.Tensor, ts: torch.Tensor, resets: torch.Tensor) -> dict[str, torch.Tensor]:
+    m.zero_grad()
+    y, h = m(x, timespans=ts, resets=resets)
+    (y.square().sum() + h.sum()).backward()
+    with torch.no_grad():
+        y_infer, _ = m(x, timespans=ts, resets=resets)
+    return {"y": y.detach(), "y_infer": y_infer, **{n: p.grad.clone() for n, p in m.named_parameters()}}
+
+
+@pytest.mark.parametrize("wiring", [lambda: wirings.FullyConnected(16), lambda: wirings.AutoNCP(19, 1)])
+def test_batch_chunks_on_several_threads_match_one_thread(wiring, threads):
+    """A batch of 70 splits into chunks (at least 16 samples and ~2.6e5 synapse evaluations
+    each) that run in parallel; values and the no-grad path equal the one-thread run, and
+    the weight gradients (summed per chunk, then over chunks) up to float32 summation order."""
+    ours, _ = _pair(wiring())
+    x = torch.randn(70, 9, 4)
+    ts = torch.rand(70, 9) + 0.2
+    resets = torch.zeros(70, 9, dtype=torch.bool)
+    resets[40, 3] = resets[5, 6] = True
+    threads(1)
+    one = _run_grads(ours, x, ts, resets)
+    threads(3)
+    many = _run_grads(ours, x, ts, resets)
+    for name, want in one.items():     # gradients sum ~4e3 terms each, in another order
+        torch.testing.assert_close(many[name], want, rtol=1e-4, atol=1e-4 * want.abs().max().item(), msg=name)
+
+
+def test_sensory_synapses_split_over_threads(threads):
+    torch.manual_seed(1)
+    x = torch.randn(20000, 4, requires_grad=True)          # 20000 rows x 8 x 4: two chunks
+    params = [torch.rand(8, 4) * 5 + 1, torch.randn(8, 4), torch.randn(8, 2, 4)]
+    for p in params:
+        p.requires_grad_(True)
+    results = []
+    for n in (1, 2):
+        threads(n)
+        a, g = native.SensorySynapses.apply(x, *params)
+        grads = torch.autograd.grad((a * g).sum(), [x, *params])
+        results.append((a.detach(), g.detach(), *grads))
+    for got, want in zip(results[1], results[0]):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6 * want.abs().max().item())
+
+
+def test_build_without_openmp_runs_chunks_on_its_own_threads(tmp_path, threads):
+    """A compiler without OpenMP gets the std::thread build: same numbers as this one."""
+    torch.manual_seed(0)
+    m = LTC(4, 16, kernel="native")
+    torch.save(m.state_dict(), tmp_path / "m.pt")
+    x, ts = torch.randn(70, 9, 4), torch.rand(70, 9) + 0.2
+    torch.save({"x": x, "ts": ts}, tmp_path / "in.pt")
+    code = (
+        "import torch\n"
+        "from liquid_rl import LTC, native\n"
+        "native._PARALLEL_FLAGS = (['-fopenmp-simd'],)\n"
+        "torch.set_num_threads(3)\n"
+        "m = LTC(4, 16, kernel='native')\n"
+        f"m.load_state_dict(torch.load(r'{tmp_path / 'm.pt'}'))\n"
+        f"d = torch.load(r'{tmp_path / 'in.pt'}')\n"
+        "y, _ = m(d['x'], timespans=d['ts'])\n"
+        "y.sum().backward()\n"
+        f"torch.save({{'y': y.detach(), 'g': m.rnn_cell.sigma.grad}}, r'{tmp_path / 'out.pt'}')\n"
+        "assert 'GOMP' not in open(native._lib._name, 'rb').read().decode('latin-1')\n"
+    )
+    env = dict(os.environ, LIQUID_RL_CACHE=str(tmp_path / "cache"))
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+    other = torch.load(tmp_path / "out.pt")
+    threads(3)
+    y, _ = m(x, timespans=ts)
+    y.sum().backward()
+    torch.testing.assert_close(other["y"], y.detach(), rtol=1e-5, atol=1e-6)
+    g = m.rnn_cell.sigma.grad
+    torch.testing.assert_close(other["g"], g, rtol=1e-5, atol=1e-6 * g.abs().max().item())

@@ -14,9 +14,12 @@
 // larger ones neuron-major (vectorised over the batch); states/dens layouts differ.
 //   Saved by the forward for the backward: states (T, U, B, N) the input state of every
 //   unfold, dens (T, U, B, N) its denominator.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <thread>
+#include <utility>
 #include <vector>
 #if defined(__SSE__)
 #include <xmmintrin.h>
@@ -148,17 +151,18 @@ void forward(int Tn, int B, int N, int K, int U, const T* v0, const T* keep, con
     }
 }
 
-// Gradients given grad_out = dL/dV (T, B, N). Outputs: g_v0 (B, N), g_num0 and g_den0
-// (T, B, N); g_cm (N), g_sig and g_nsmu (N, K), g_M2 (N, 2, K) are accumulated into
-// (the caller zeroes them).
+// Gradients given grad_out = dL/dV (T, B, N), for samples [b0, b1). Outputs: g_v0 (B, N),
+// g_num0 and g_den0 (T, B, N) at those rows; g_cm (N), g_sig and g_nsmu (N, K), g_M2 (N, 2, K)
+// are accumulated into (the caller zeroes them).
 template <typename T>
-LTC_WIDE void backward(int Tn, int B, int N, int K, int U, const T* grad_out, const T* keep, const T* h, int Bh, const T* cm,
-              const T* sig, const T* nsmu, const T* M2, const int64_t* src, const T* V, const T* states,
-              const T* dens, T* g_v0, T* g_num0, T* g_den0, T* g_cm, T* g_sig, T* g_nsmu, T* g_M2) {
+LTC_WIDE void backward(int Tn, int B, int b0, int b1, int N, int K, int U, const T* grad_out, const T* keep,
+                       const T* h, int Bh, const T* cm, const T* sig, const T* nsmu, const T* M2, const int64_t* src,
+                       const T* V, const T* states, const T* dens, T* g_v0, T* g_num0, T* g_den0, T* g_cm, T* g_sig,
+                       T* g_nsmu, T* g_M2) {
     FlushDenormals flush;
     const bool dense = is_dense(N, K, src);
     std::vector<T> gv(N), gnew(N), gz(K);
-    for (int b = 0; b < B; ++b) {
+    for (int b = b0; b < b1; ++b) {
         std::fill(gv.begin(), gv.end(), T(0));
         for (int t = Tn - 1; t >= 0; --t) {
             const int64_t row = (static_cast<int64_t>(t) * B + b) * N;
@@ -364,69 +368,75 @@ inline void from_nm(int B, int N, const T* src, T* dst) {
         for (int j = 0; j < N; ++j) dst[b * N + j] = src[j * B + b];
 }
 
+// Lanes [b0, b0 + L) of a batch of B (the slice one thread owns): the step's sub-step lengths
+// hb (L) and the reset factor applied to the neuron-major state cur (N, L).
 template <typename T>
-inline void step_scales(int t, int B, int Bh, const T* h, const T* keep, T* hb, T* cur, int N) {
-    for (int b = 0; b < B; ++b) hb[b] = h[t * Bh + (Bh == 1 ? 0 : b)];
+inline void step_scales(int t, int B, int b0, int L, int Bh, const T* h, const T* keep, T* hb, T* cur, int N) {
+    for (int b = 0; b < L; ++b) hb[b] = h[t * Bh + (Bh == 1 ? 0 : b0 + b)];
     if (keep)
         for (int j = 0; j < N; ++j)
-            for (int b = 0; b < B; ++b) cur[j * B + b] *= keep[t * B + b];
+            for (int b = 0; b < L; ++b) cur[j * L + b] *= keep[t * B + b0 + b];
 }
 
+// The neuron-major functions below run lanes [b0, b0 + L) of a batch of B: (T, B, N) tensors
+// are read and written at rows b0.. of each step, and the saved states/dens of the slice
+// occupy the same rows, as an (N, L) block when saved neuron-major.
 template <typename T>
-LTC_WIDE void forward_nm(int Tn, int B, int N, int K, int U, const T* v0, const T* keep, const T* num0, const T* den0,
-                const T* h, int Bh, const T* cm, const T* sig, const T* nsmu, const T* M2, const int64_t* src,
-                const int64_t* fanin, bool save_batch_major, T* V, T* states, T* dens) {
+LTC_WIDE void forward_nm(int Tn, int B, int b0, int L, int N, int K, int U, const T* v0, const T* keep,
+                         const T* num0, const T* den0, const T* h, int Bh, const T* cm, const T* sig, const T* nsmu,
+                         const T* M2, const int64_t* src, const int64_t* fanin, bool save_batch_major, T* V,
+                         T* states, T* dens) {
     FlushDenormals flush;
-    const int64_t NB = static_cast<int64_t>(N) * B;
-    std::vector<T> cur(NB), nxt(NB), den(NB), n0(NB), d0(NB), hb(B), acc_a(B), acc_g(B);
+    const int64_t NB = static_cast<int64_t>(N) * B, NL = static_cast<int64_t>(N) * L, row0 = int64_t(b0) * N;
+    std::vector<T> cur(NL), nxt(NL), den(NL), n0(NL), d0(NL), hb(L), acc_a(L), acc_g(L);
     auto save = [&](const T* from, T* to) {
         if (save_batch_major)
-            from_nm(B, N, from, to);
+            from_nm(L, N, from, to);
         else
-            std::memcpy(to, from, NB * sizeof(T));
+            std::memcpy(to, from, NL * sizeof(T));
     };
-    to_nm(B, N, v0, cur.data());
+    to_nm(L, N, v0 + row0, cur.data());
     for (int t = 0; t < Tn; ++t) {
-        step_scales(t, B, Bh, h, keep, hb.data(), cur.data(), N);
-        to_nm(B, N, num0 + t * NB, n0.data());
-        to_nm(B, N, den0 + t * NB, d0.data());
+        step_scales(t, B, b0, L, Bh, h, keep, hb.data(), cur.data(), N);
+        to_nm(L, N, num0 + t * NB + row0, n0.data());
+        to_nm(L, N, den0 + t * NB + row0, d0.data());
         for (int u = 0; u < U; ++u) {
-            const int64_t off = (static_cast<int64_t>(t) * U + u) * NB;
+            const int64_t off = (static_cast<int64_t>(t) * U + u) * NB + row0;
             if (states) save(cur.data(), states + off);
-            unfold_nm(N, K, B, fanin, cur.data(), n0.data(), d0.data(), hb.data(), cm, sig, nsmu, M2, src,
+            unfold_nm(N, K, L, fanin, cur.data(), n0.data(), d0.data(), hb.data(), cm, sig, nsmu, M2, src,
                       acc_a.data(), acc_g.data(), nxt.data(), den.data());
             if (dens) save(den.data(), dens + off);
             cur.swap(nxt);
         }
-        from_nm(B, N, cur.data(), V + t * NB);
+        from_nm(L, N, cur.data(), V + t * NB + row0);
     }
 }
 
 template <typename T>
-LTC_WIDE void backward_nm(int Tn, int B, int N, int K, int U, const T* grad_out, const T* keep, const T* h, int Bh,
-                 const T* cm, const T* sig, const T* nsmu, const T* M2, const int64_t* src, const int64_t* fanin,
-                 const T* V, const T* states, const T* dens, T* g_v0, T* g_num0, T* g_den0, T* g_cm, T* g_sig,
-                 T* g_nsmu, T* g_M2) {
+LTC_WIDE void backward_nm(int Tn, int B, int b0, int L, int N, int K, int U, const T* grad_out, const T* keep,
+                          const T* h, int Bh, const T* cm, const T* sig, const T* nsmu, const T* M2,
+                          const int64_t* src, const int64_t* fanin, const T* V, const T* states, const T* dens,
+                          T* g_v0, T* g_num0, T* g_den0, T* g_cm, T* g_sig, T* g_nsmu, T* g_M2) {
     FlushDenormals flush;
-    const int64_t NB = static_cast<int64_t>(N) * B;
-    std::vector<T> gv(NB, T(0)), gnew(NB), G0(NB), G1(NB), gn0(NB), gd0(NB), vt(NB), go(NB), hb(B);
+    const int64_t NB = static_cast<int64_t>(N) * B, NL = static_cast<int64_t>(N) * L, row0 = int64_t(b0) * N;
+    std::vector<T> gv(NL, T(0)), gnew(NL), G0(NL), G1(NL), gn0(NL), gd0(NL), vt(NL), go(NL), hb(L);
     for (int t = Tn - 1; t >= 0; --t) {
-        to_nm(B, N, grad_out + t * NB, go.data());
-        for (int64_t e = 0; e < NB; ++e) gv[e] += go[e];
-        for (int b = 0; b < B; ++b) hb[b] = h[t * Bh + (Bh == 1 ? 0 : b)];
-        to_nm(B, N, V + t * NB, vt.data());
+        to_nm(L, N, grad_out + t * NB + row0, go.data());
+        for (int64_t e = 0; e < NL; ++e) gv[e] += go[e];
+        for (int b = 0; b < L; ++b) hb[b] = h[t * Bh + (Bh == 1 ? 0 : b0 + b)];
+        to_nm(L, N, V + t * NB + row0, vt.data());
         std::fill(gn0.begin(), gn0.end(), T(0));
         std::fill(gd0.begin(), gd0.end(), T(0));
         for (int u = U - 1; u >= 0; --u) {
-            const int64_t off = (static_cast<int64_t>(t) * U + u) * NB;
+            const int64_t off = (static_cast<int64_t>(t) * U + u) * NB + row0;
             const T* v = states + off;
             const T* den = dens + off;
             const T* v_next = u == U - 1 ? vt.data() : states + off + NB;
             for (int j = 0; j < N; ++j) {
                 T gcm = 0;
 #pragma omp simd reduction(+ : gcm)
-                for (int b = 0; b < B; ++b) {
-                    const int64_t e = j * B + b;
+                for (int b = 0; b < L; ++b) {
+                    const int64_t e = j * L + b;
                     const T g_num = gv[e] / den[e];
                     const T g_den = -g_num * v_next[e];
                     gn0[e] += g_num;
@@ -440,56 +450,57 @@ LTC_WIDE void backward_nm(int Tn, int B, int N, int K, int U, const T* grad_out,
             }
             for (int j = 0; j < N; ++j) {
                 const int cnt = fanin ? static_cast<int>(fanin[j]) : K;
-                const T* G0j = G0.data() + j * B;
-                const T* G1j = G1.data() + j * B;
+                const T* G0j = G0.data() + j * L;
+                const T* G1j = G1.data() + j * L;
                 for (int k = 0; k < cnt; ++k) {
                     const int64_t i = src[j * K + k];
                     const int64_t w = j * 2 * K + k;
-                    synapse_backward(B, v + i * B, sig[j * K + k], nsmu[j * K + k], M2[w], M2[w + K], G0j, G1j,
-                                     gnew.data() + i * B, &g_M2[w], &g_M2[w + K], &g_sig[j * K + k],
+                    synapse_backward(L, v + i * L, sig[j * K + k], nsmu[j * K + k], M2[w], M2[w + K], G0j, G1j,
+                                     gnew.data() + i * L, &g_M2[w], &g_M2[w + K], &g_sig[j * K + k],
                                      &g_nsmu[j * K + k]);
                 }
             }
             gv.swap(gnew);
         }
-        from_nm(B, N, gn0.data(), g_num0 + t * NB);
-        from_nm(B, N, gd0.data(), g_den0 + t * NB);
+        from_nm(L, N, gn0.data(), g_num0 + t * NB + row0);
+        from_nm(L, N, gd0.data(), g_den0 + t * NB + row0);
         if (keep)
             for (int j = 0; j < N; ++j)
-                for (int b = 0; b < B; ++b) gv[j * B + b] *= keep[t * B + b];
+                for (int b = 0; b < L; ++b) gv[j * L + b] *= keep[t * B + b0 + b];
     }
-    from_nm(B, N, gv.data(), g_v0);
+    from_nm(L, N, gv.data(), g_v0 + row0);
 }
 
 template <typename T>
-LTC_WIDE void infer_nm(int Tn, int B, int N, int K, int I, int U, const T* v0, const T* keep, const T* x, const T* h, int Bh,
-              const T* ssig, const T* nssmu, const T* M2s, const T* glvl, const T* gl_eps, const T* cm, const T* sig,
-              const T* nsmu, const T* M2, const int64_t* src, const int64_t* fanin, T* V) {
+LTC_WIDE void infer_nm(int Tn, int B, int b0, int L, int N, int K, int I, int U, const T* v0, const T* keep,
+                       const T* x, const T* h, int Bh, const T* ssig, const T* nssmu, const T* M2s, const T* glvl,
+                       const T* gl_eps, const T* cm, const T* sig, const T* nsmu, const T* M2, const int64_t* src,
+                       const int64_t* fanin, T* V) {
     FlushDenormals flush;
-    const int64_t NB = static_cast<int64_t>(N) * B;
-    std::vector<T> cur(NB), nxt(NB), den(NB), n0(NB), d0(NB), hb(B), acc_a(B), acc_g(B),
-        xt(static_cast<int64_t>(I) * B);
-    to_nm(B, N, v0, cur.data());
+    const int64_t NB = static_cast<int64_t>(N) * B, NL = static_cast<int64_t>(N) * L, row0 = int64_t(b0) * N;
+    std::vector<T> cur(NL), nxt(NL), den(NL), n0(NL), d0(NL), hb(L), acc_a(L), acc_g(L),
+        xt(static_cast<int64_t>(I) * L);
+    to_nm(L, N, v0 + row0, cur.data());
     for (int t = 0; t < Tn; ++t) {
-        step_scales(t, B, Bh, h, keep, hb.data(), cur.data(), N);
-        to_nm(B, I, x + static_cast<int64_t>(t) * B * I, xt.data());
+        step_scales(t, B, b0, L, Bh, h, keep, hb.data(), cur.data(), N);
+        to_nm(L, I, x + (static_cast<int64_t>(t) * B + b0) * I, xt.data());
         for (int j = 0; j < N; ++j) {
             std::fill(acc_a.begin(), acc_a.end(), T(0));
             std::fill(acc_g.begin(), acc_g.end(), T(0));
             for (int i = 0; i < I; ++i)
-                synapse_forward(B, xt.data() + i * B, ssig[j * I + i], nssmu[j * I + i], M2s[j * 2 * I + i],
+                synapse_forward(L, xt.data() + i * L, ssig[j * I + i], nssmu[j * I + i], M2s[j * 2 * I + i],
                                 M2s[j * 2 * I + I + i], acc_a.data(), acc_g.data());
-            for (int b = 0; b < B; ++b) {
-                n0[j * B + b] = hb[b] * (glvl[j] + acc_a[b]);
-                d0[j * B + b] = cm[j] + hb[b] * (gl_eps[j] + acc_g[b]);
+            for (int b = 0; b < L; ++b) {
+                n0[j * L + b] = hb[b] * (glvl[j] + acc_a[b]);
+                d0[j * L + b] = cm[j] + hb[b] * (gl_eps[j] + acc_g[b]);
             }
         }
         for (int u = 0; u < U; ++u) {
-            unfold_nm(N, K, B, fanin, cur.data(), n0.data(), d0.data(), hb.data(), cm, sig, nsmu, M2, src,
+            unfold_nm(N, K, L, fanin, cur.data(), n0.data(), d0.data(), hb.data(), cm, sig, nsmu, M2, src,
                       acc_a.data(), acc_g.data(), nxt.data(), den.data());
             cur.swap(nxt);
         }
-        from_nm(B, N, cur.data(), V + t * NB);
+        from_nm(L, N, cur.data(), V + t * NB + row0);
     }
 }
 
@@ -543,58 +554,205 @@ LTC_WIDE void sensory_backward(int M, int N, int I, const T* x, const T* ssig, c
 // the forward then saves its states batch-major.
 bool backward_neuron_major(int B, int N, int K, const int64_t* src) { return B >= kLanes && !is_dense(N, K, src); }
 
+// ---- Threads ---------------------------------------------------------------------------
+// Samples are independent, so a batch splits into contiguous chunks run on their own threads.
+// A chunk gets at least kMinWork synapse evaluations (thread start-up is ~50 us) and, in the
+// neuron-major layout, a whole number of 16-lane blocks. The bounds depend only on the
+// arguments, so a forward and its backward (which reads the forward's per-chunk layout) agree.
+constexpr int64_t kMinWork = int64_t(1) << 18;
+
+std::vector<int> chunk_bounds(int threads, int n, int64_t work_per_item, int align) {
+    const int64_t grain = std::max<int64_t>(align, (kMinWork + work_per_item - 1) / std::max<int64_t>(work_per_item, 1));
+    const int chunks = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, n / grain)));
+    const int step = ((n + chunks - 1) / chunks + align - 1) / align * align;
+    std::vector<int> bounds{0};
+    while (bounds.back() < n) bounds.push_back(std::min(n, bounds.back() + step));
+    if (n == 0) bounds.push_back(0);
+    return bounds;
+}
+
+// fn(c, begin, end) for every chunk c. Built with OpenMP (the default), the chunks run on the
+// OpenMP thread pool that torch itself uses (its libgomp is the one loaded in the process), so
+// they do not compete with torch's idle-spinning workers; otherwise on std::threads, chunk 0
+// on the calling thread, and a thread that cannot be started runs its chunk here instead.
+template <typename F>
+void run_chunks(const std::vector<int>& bounds, F&& fn) {
+    const int chunks = static_cast<int>(bounds.size()) - 1;
+    if (chunks == 1) {
+        fn(0, bounds[0], bounds[1]);
+        return;
+    }
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(chunks) schedule(static, 1)
+    for (int c = 0; c < chunks; ++c) fn(c, bounds[c], bounds[c + 1]);
+#else
+    std::vector<std::thread> pool;
+    std::vector<int> inline_chunks;
+    for (int c = 1; c < chunks; ++c) {
+        try {
+            pool.emplace_back(fn, c, bounds[c], bounds[c + 1]);
+        } catch (...) {
+            inline_chunks.push_back(c);
+        }
+    }
+    fn(0, bounds[0], bounds[1]);
+    for (int c : inline_chunks) fn(c, bounds[c], bounds[c + 1]);
+    for (auto& th : pool) th.join();
+#endif
+}
+
+// Weight gradients accumulated per chunk: chunk 0 into the outputs, the others into zeroed
+// private copies that are added to the outputs after the join, in chunk order (the same
+// result for the same thread count).
+template <typename T>
+struct ChunkGrads {
+    std::vector<std::pair<T*, int64_t>> outs;
+    std::vector<std::vector<T>> priv;   // per chunk c >= 1, all arrays back to back
+
+    ChunkGrads(int chunks, std::vector<std::pair<T*, int64_t>> outputs) : outs(std::move(outputs)) {
+        int64_t total = 0;
+        for (auto& o : outs) total += o.second;
+        priv.assign(std::max(0, chunks - 1), std::vector<T>(total, T(0)));
+    }
+    // The i-th gradient array of chunk c.
+    T* get(int c, int i) {
+        if (c == 0) return outs[i].first;
+        int64_t off = 0;
+        for (int k = 0; k < i; ++k) off += outs[k].second;
+        return priv[c - 1].data() + off;
+    }
+    void reduce() {
+        for (auto& p : priv) {
+            int64_t off = 0;
+            for (auto& o : outs) {
+                for (int64_t e = 0; e < o.second; ++e) o.first[e] += p[off + e];
+                off += o.second;
+            }
+        }
+    }
+};
+
+constexpr int lane_block(int elem_size) { return 64 / elem_size; }
+
+template <typename T>
+void ltc_forward(int Tn, int B, int N, int K, int U, const T* v0, const T* keep, const T* num0, const T* den0,
+                 const T* h, int Bh, const T* cm, const T* sig, const T* nsmu, const T* M2, const int64_t* src,
+                 const int64_t* fanin, int threads, T* V, T* states, T* dens) {
+    if (B < kLanes) {
+        forward<T>(Tn, B, N, K, U, v0, keep, num0, den0, h, Bh, cm, sig, nsmu, M2, src, V, states, dens);
+        return;
+    }
+    const bool batch_major = !backward_neuron_major(B, N, K, src);
+    run_chunks(chunk_bounds(threads, B, int64_t(Tn) * U * N * K, lane_block(sizeof(T))), [&](int, int b0, int b1) {
+        forward_nm<T>(Tn, B, b0, b1 - b0, N, K, U, v0, keep, num0, den0, h, Bh, cm, sig, nsmu, M2, src, fanin,
+                      batch_major, V, states, dens);
+    });
+}
+
+template <typename T>
+void ltc_backward(int Tn, int B, int N, int K, int U, const T* grad_out, const T* keep, const T* h, int Bh,
+                  const T* cm, const T* sig, const T* nsmu, const T* M2, const int64_t* src, const int64_t* fanin,
+                  const T* V, const T* states, const T* dens, int threads, T* g_v0, T* g_num0, T* g_den0, T* g_cm,
+                  T* g_sig, T* g_nsmu, T* g_M2) {
+    const int64_t NK = int64_t(N) * K;
+    const bool nm = backward_neuron_major(B, N, K, src);
+    // Must match ltc_forward's chunks when the states are saved neuron-major (per chunk).
+    const auto bounds = nm ? chunk_bounds(threads, B, int64_t(Tn) * U * N * K, lane_block(sizeof(T)))
+                           : chunk_bounds(B < kLanes ? 1 : threads, B, int64_t(Tn) * U * N * K, 1);
+    ChunkGrads<T> grads(static_cast<int>(bounds.size()) - 1, {{g_cm, N}, {g_sig, NK}, {g_nsmu, NK}, {g_M2, 2 * NK}});
+    run_chunks(bounds, [&](int c, int b0, int b1) {
+        if (nm)
+            backward_nm<T>(Tn, B, b0, b1 - b0, N, K, U, grad_out, keep, h, Bh, cm, sig, nsmu, M2, src, fanin, V,
+                           states, dens, g_v0, g_num0, g_den0, grads.get(c, 0), grads.get(c, 1), grads.get(c, 2),
+                           grads.get(c, 3));
+        else
+            backward<T>(Tn, B, b0, b1, N, K, U, grad_out, keep, h, Bh, cm, sig, nsmu, M2, src, V, states, dens,
+                        g_v0, g_num0, g_den0, grads.get(c, 0), grads.get(c, 1), grads.get(c, 2), grads.get(c, 3));
+    });
+    grads.reduce();
+}
+
+template <typename T>
+void ltc_infer(int Tn, int B, int N, int K, int I, int U, const T* v0, const T* keep, const T* x, const T* h, int Bh,
+               const T* ssig, const T* nssmu, const T* M2s, const T* glvl, const T* gl_eps, const T* cm,
+               const T* sig, const T* nsmu, const T* M2, const int64_t* src, const int64_t* fanin, int threads,
+               T* V) {
+    if (B < kLanes) {
+        infer<T>(Tn, B, N, K, I, U, v0, keep, x, h, Bh, ssig, nssmu, M2s, glvl, gl_eps, cm, sig, nsmu, M2, src, V);
+        return;
+    }
+    run_chunks(chunk_bounds(threads, B, int64_t(Tn) * (U * K + I) * N, lane_block(sizeof(T))),
+               [&](int, int b0, int b1) {
+                   infer_nm<T>(Tn, B, b0, b1 - b0, N, K, I, U, v0, keep, x, h, Bh, ssig, nssmu, M2s, glvl, gl_eps,
+                               cm, sig, nsmu, M2, src, fanin, V);
+               });
+}
+
+template <typename T>
+void ltc_sensory_forward(int M, int N, int I, const T* x, const T* ssig, const T* nssmu, const T* M2s, int threads,
+                         T* a, T* g) {
+    run_chunks(chunk_bounds(threads, M, int64_t(N) * I, lane_block(sizeof(T))), [&](int, int m0, int m1) {
+        sensory_forward<T>(m1 - m0, N, I, x + int64_t(m0) * I, ssig, nssmu, M2s, a + int64_t(m0) * N,
+                           g + int64_t(m0) * N);
+    });
+}
+
+template <typename T>
+void ltc_sensory_backward(int M, int N, int I, const T* x, const T* ssig, const T* nssmu, const T* M2s, const T* ga,
+                          const T* gg, int threads, T* g_x, T* g_ssig, T* g_nssmu, T* g_M2s) {
+    const int64_t NI = int64_t(N) * I;
+    const auto bounds = chunk_bounds(threads, M, NI, lane_block(sizeof(T)));
+    ChunkGrads<T> grads(static_cast<int>(bounds.size()) - 1, {{g_ssig, NI}, {g_nssmu, NI}, {g_M2s, 2 * NI}});
+    run_chunks(bounds, [&](int c, int m0, int m1) {
+        sensory_backward<T>(m1 - m0, N, I, x + int64_t(m0) * I, ssig, nssmu, M2s, ga + int64_t(m0) * N,
+                            gg + int64_t(m0) * N, g_x + int64_t(m0) * I, grads.get(c, 0), grads.get(c, 1),
+                            grads.get(c, 2));
+    });
+    grads.reduce();
+}
+
 }  // namespace
 
+// The C ABI (called through ctypes by liquid_rl/native.py). `threads`: the most threads a call
+// may use (chunks of the batch; small batches run on the calling thread alone).
 extern "C" {
 
-int liquid_rl_ltc_abi_version() { return 5; }
+int liquid_rl_ltc_abi_version() { return 6; }
 
 #define LTC_EXPORT(SUFFIX, T)                                                                                      \
     void liquid_rl_ltc_forward_##SUFFIX(int Tn, int B, int N, int K, int U, const T* v0, const T* keep,             \
                                         const T* num0, const T* den0, const T* h, int Bh, const T* cm,            \
                                         const T* sig, const T* nsmu, const T* M2, const int64_t* src,           \
-                                        const int64_t* fanin, T* V, T* states, T* dens) {                         \
-        if (B >= kLanes)                                                                                           \
-            forward_nm<T>(Tn, B, N, K, U, v0, keep, num0, den0, h, Bh, cm, sig, nsmu, M2, src, fanin,              \
-                          !backward_neuron_major(B, N, K, src), V, states, dens);                                  \
-        else                                                                                                       \
-            forward<T>(Tn, B, N, K, U, v0, keep, num0, den0, h, Bh, cm, sig, nsmu, M2, src, V, states, dens);     \
+                                        const int64_t* fanin, int threads, T* V, T* states, T* dens) {            \
+        ltc_forward<T>(Tn, B, N, K, U, v0, keep, num0, den0, h, Bh, cm, sig, nsmu, M2, src, fanin, threads, V,     \
+                       states, dens);                                                                              \
     }                                                                                                              \
     void liquid_rl_ltc_backward_##SUFFIX(int Tn, int B, int N, int K, int U, const T* grad_out, const T* keep,      \
                                          const T* h, int Bh, const T* cm, const T* sig, const T* nsmu,            \
                                          const T* M2, const int64_t* src, const int64_t* fanin, const T* V,       \
-                                         const T* states,                                                         \
-                                         const T* dens, T* g_v0, T* g_num0, T* g_den0, T* g_cm, T* g_sig,         \
-                                         T* g_nsmu, T* g_M2) {                                                     \
-        if (backward_neuron_major(B, N, K, src))                                                                   \
-            backward_nm<T>(Tn, B, N, K, U, grad_out, keep, h, Bh, cm, sig, nsmu, M2, src, fanin, V, states, dens,  \
-                           g_v0, g_num0, g_den0, g_cm, g_sig, g_nsmu, g_M2);                                       \
-        else                                                                                                       \
-            backward<T>(Tn, B, N, K, U, grad_out, keep, h, Bh, cm, sig, nsmu, M2, src, V, states, dens, g_v0,      \
-                        g_num0, g_den0, g_cm, g_sig, g_nsmu, g_M2);                                                \
+                                         const T* states, const T* dens, int threads, T* g_v0, T* g_num0,        \
+                                         T* g_den0, T* g_cm, T* g_sig, T* g_nsmu, T* g_M2) {                       \
+        ltc_backward<T>(Tn, B, N, K, U, grad_out, keep, h, Bh, cm, sig, nsmu, M2, src, fanin, V, states, dens,     \
+                        threads, g_v0, g_num0, g_den0, g_cm, g_sig, g_nsmu, g_M2);                                 \
     }                                                                                                              \
     void liquid_rl_ltc_infer_##SUFFIX(int Tn, int B, int N, int K, int I, int U, const T* v0, const T* keep,        \
                                       const T* x, const T* h, int Bh, const T* ssig, const T* nssmu,              \
                                       const T* M2s, const T* glvl, const T* gl_eps, const T* cm, const T* sig,    \
                                       const T* nsmu, const T* M2, const int64_t* src, const int64_t* fanin,       \
-                                      T* V) {                                                                     \
-        if (B >= kLanes)                                                                                           \
-            infer_nm<T>(Tn, B, N, K, I, U, v0, keep, x, h, Bh, ssig, nssmu, M2s, glvl, gl_eps, cm, sig, nsmu, M2,  \
-                        src, fanin, V);                                                                            \
-        else                                                                                                       \
-            infer<T>(Tn, B, N, K, I, U, v0, keep, x, h, Bh, ssig, nssmu, M2s, glvl, gl_eps, cm, sig, nsmu, M2,     \
-                     src, V);                                                                                      \
+                                      int threads, T* V) {                                                        \
+        ltc_infer<T>(Tn, B, N, K, I, U, v0, keep, x, h, Bh, ssig, nssmu, M2s, glvl, gl_eps, cm, sig, nsmu, M2,     \
+                     src, fanin, threads, V);                                                                      \
     }
 
 #define SENSORY_EXPORT(SUFFIX, T)                                                                                  \
     void liquid_rl_ltc_sensory_forward_##SUFFIX(int M, int N, int I, const T* x, const T* ssig, const T* nssmu,     \
-                                                const T* M2s, T* a, T* g) {                                        \
-        sensory_forward<T>(M, N, I, x, ssig, nssmu, M2s, a, g);                                                    \
+                                                const T* M2s, int threads, T* a, T* g) {                           \
+        ltc_sensory_forward<T>(M, N, I, x, ssig, nssmu, M2s, threads, a, g);                                       \
     }                                                                                                              \
     void liquid_rl_ltc_sensory_backward_##SUFFIX(int M, int N, int I, const T* x, const T* ssig, const T* nssmu,    \
-                                                 const T* M2s, const T* ga, const T* gg, T* g_x, T* g_ssig,        \
-                                                 T* g_nssmu, T* g_M2s) {                                           \
-        sensory_backward<T>(M, N, I, x, ssig, nssmu, M2s, ga, gg, g_x, g_ssig, g_nssmu, g_M2s);                    \
+                                                 const T* M2s, const T* ga, const T* gg, int threads, T* g_x,     \
+                                                 T* g_ssig, T* g_nssmu, T* g_M2s) {                                \
+        ltc_sensory_backward<T>(M, N, I, x, ssig, nssmu, M2s, ga, gg, threads, g_x, g_ssig, g_nssmu, g_M2s);       \
     }
 
 SENSORY_EXPORT(f32, float)
