@@ -25,6 +25,13 @@ resumes::
 
 Seeds run outermost, so every (task, policy) gets seed 0 before any gets seed 1.
 
+PPO runs also save a checkpoint every ``--save-every`` steps (default 20,000; model,
+normalisation statistics and wall time in one zip under ``--checkpoints``, written
+atomically), so a run that is killed resumes there when the command is rerun and the
+long ones (LaneKeepingPixels, over an hour each on one core) finish across several
+sittings. The learning-rate schedules continue where they were (the budget stays the
+run's total); new episodes start at the resume point.
+
 Variants for tuning: ``--hyper learning_rate=lin_3e-3`` overrides an algorithm
 hyperparameter, ``--cell ode_unfolds=3`` a liquid cell option; such rows carry
 ``variant`` (part of the skip key and of the summary's grouping), so they never mix with
@@ -37,10 +44,12 @@ the defaults::
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import time
 import traceback
+import zipfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -48,12 +57,16 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize
 
 import liquid_rl.envs  # noqa: F401  (registers the envs)
+from liquid_rl.agents.build import normalization_from_json, normalization_to_json
+from liquid_rl.agents.safe_load import atomic_write_bytes
 
 CARTPOLE = "liquid_rl/CartPoleNoVel-v1"
 PENDULUM = "liquid_rl/PendulumNoVel-v1"
@@ -265,13 +278,80 @@ def cell_params(model: BaseAlgorithm) -> int:
     return total
 
 
-def run_one(spec: Spec, seed: int, n_eval: int) -> dict[str, Any]:
+# ------------------------------------------------------------------ checkpoints
+PROGRESS_NAME = "bench_progress.json"   # extra zip entry: wall time and VecNormalize statistics
+
+
+def save_checkpoint(path: str, model: BaseAlgorithm, env: VecEnv, wall_s: float) -> None:
+    """The model (stable-baselines3's zip) plus the run's progress, as one atomic file."""
+    buffer = io.BytesIO()
+    model.save(buffer)
+    progress = dict(wall_s=wall_s, num_timesteps=int(model.num_timesteps),
+                    normalization=normalization_to_json(env) if isinstance(env, VecNormalize) else None)
+    with zipfile.ZipFile(buffer, "a") as z:
+        z.writestr(PROGRESS_NAME, json.dumps(progress))
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: str, spec: Spec, seed: int) -> tuple[BaseAlgorithm, VecEnv, float]:
+    """Model, training env (normalisation statistics restored) and wall time so far."""
+    with zipfile.ZipFile(path) as z:
+        progress = json.loads(z.read(PROGRESS_NAME))
+    env = make_env(spec, seed + progress["num_timesteps"], training=True)   # new episodes from here
+    if progress["normalization"] is not None:
+        assert isinstance(env, VecNormalize)
+        normalization_from_json(env, progress["normalization"])
+    probe = spec.build(env, seed)
+    model = type(probe).load(path, env=env, device="cpu")
+    model.set_random_seed(seed + progress["num_timesteps"])
+    return model, env, float(progress["wall_s"])
+
+
+class SaveEvery(BaseCallback):
+    """Checkpoint at the end of the first rollout after every ``every`` steps."""
+
+    def __init__(self, path: str, every: int, wall_before: float) -> None:
+        super().__init__()
+        self.path, self.every, self.wall_before = path, every, wall_before
+        self.start = time.perf_counter()
+        self.last = -1
+
+    def _on_training_start(self) -> None:
+        self.last = self.model.num_timesteps
+
+    def _on_rollout_end(self) -> None:
+        if self.model.num_timesteps - self.last >= self.every:
+            wall = self.wall_before + time.perf_counter() - self.start
+            save_checkpoint(self.path, self.model, self.model.get_env(), wall)
+            self.last = self.model.num_timesteps
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def checkpoint_path(directory: str, spec: Spec, seed: int) -> str:
+    name = "_".join([spec.suite, spec.task.replace("/", "-"), spec.policy, str(seed), str(spec.steps),
+                     spec.normalize, variant() or "default"])
+    return os.path.join(directory, name.replace("=", "-").replace(",", "-") + ".zip")
+
+
+def run_one(spec: Spec, seed: int, n_eval: int, checkpoints: str | None = None,
+            save_every: int = 20_000) -> dict[str, Any]:
+    """Train (from the run's checkpoint when there is one), evaluate, return the row."""
     torch.manual_seed(seed)
-    env = make_env(spec, seed, training=True)
-    model = spec.build(env, seed)
+    ckpt = checkpoint_path(checkpoints, spec, seed) if checkpoints else None
+    wall_before = 0.0
+    if ckpt is not None and os.path.exists(ckpt):
+        model, env, wall_before = load_checkpoint(ckpt, spec, seed)
+        print(f"    resumed at {model.num_timesteps} steps", flush=True)
+    else:
+        env = make_env(spec, seed, training=True)
+        model = spec.build(env, seed)
+    on_policy = isinstance(model, OnPolicyAlgorithm)   # off-policy runs would need their replay buffer
+    callback = SaveEvery(ckpt, save_every, wall_before) if ckpt is not None and on_policy else None
     start = time.perf_counter()
-    model.learn(spec.steps)
-    wall = time.perf_counter() - start
+    model.learn(spec.steps - model.num_timesteps, callback=callback, reset_num_timesteps=model.num_timesteps == 0)
+    wall = wall_before + time.perf_counter() - start
     eval_env = make_env(spec, seed + 10_000, training=False, train_env=env)
     rewards, _ = evaluate_policy(model, eval_env, n_eval_episodes=n_eval, deterministic=True, return_episode_rewards=True)
     tag = {"variant": variant()} if variant() else {}
@@ -327,6 +407,8 @@ def main() -> None:
     parser.add_argument("--n-eval", type=int, default=20)
     parser.add_argument("--steps", type=int, default=None, help="override the budget (smoke tests)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--checkpoints", default="runs/bench_rl", help="where PPO runs save checkpoints ('' = none)")
+    parser.add_argument("--save-every", type=int, default=20_000, help="steps between checkpoints")
     parser.add_argument("--summary", action="store_true", help="print the results table and exit")
     parser.add_argument("--hyper", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override algorithm hyperparameters (a tuning variant, tagged in the rows)")
@@ -353,12 +435,14 @@ def main() -> None:
             print(f"[{time.strftime('%H:%M:%S')}] {spec.suite} {spec.task} {spec.policy} seed {seed} ({spec.steps} steps)",
                   flush=True)
             try:
-                row = run_one(spec, seed, args.n_eval)
+                row = run_one(spec, seed, args.n_eval, args.checkpoints or None, args.save_every)
             except Exception:  # keep going; the row stays missing and a rerun retries it
                 traceback.print_exc()
                 continue
             with open(args.results, "a") as f:
                 f.write(json.dumps(row) + "\n")
+            if args.checkpoints and os.path.exists(checkpoint_path(args.checkpoints, spec, seed)):
+                os.remove(checkpoint_path(args.checkpoints, spec, seed))   # the row is written
             print(f"    -> {row['mean']:.1f} +- {row['std']:.1f} in {row['wall_s']:.0f} s", flush=True)
 
 

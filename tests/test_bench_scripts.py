@@ -3,10 +3,14 @@ rerun; tuning variants are tagged and kept apart."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -14,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _bench_rl(results: Path, *extra: str) -> str:
     cmd = [sys.executable, str(ROOT / "scripts" / "bench_rl.py"), "--suite", "recurrent_ppo", "--policies", "mlp",
            "--tasks", "liquid_rl/CartPoleNoVel-v1", "--seeds", "0", "--steps", "256", "--n-eval", "2",
-           "--results", str(results), *extra]
+           "--results", str(results), "--checkpoints", str(results.parent / "ckpt"), *extra]
     return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600).stdout
 
 
@@ -32,3 +36,38 @@ def test_bench_rl_writes_each_run_once_and_tags_variants(tmp_path):
     table = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_rl.py"), "--summary", "--results",
                             str(results)], check=True, capture_output=True, text=True).stdout
     assert "| mlp |" in table and "| mlp [learning_rate=0.0003 n_epochs=2] |" in table
+
+
+def _import_bench_rl():
+    spec = importlib.util.spec_from_file_location("bench_rl", ROOT / "scripts" / "bench_rl.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_rl"] = module          # dataclasses look their module up while defining
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_rl_checkpoint_resumes_model_statistics_and_schedule(tmp_path, capsys):
+    """A PPO run saves a checkpoint every --save-every steps; rerun, it continues from
+    there with the normalisation statistics it had and the run's total as the schedule's
+    horizon."""
+    bench = _import_bench_rl()
+    spec = next(s for s in bench.recurrent_ppo_specs() if s.policy == "mlp" and s.task == bench.CARTPOLE)
+    spec.steps = 512                                            # 8 envs x 32 steps: 256 per rollout
+    bench.run_one(spec, 0, n_eval=1, checkpoints=str(tmp_path), save_every=256)
+    saved = Path(bench.checkpoint_path(str(tmp_path), spec, 0))
+    with zipfile.ZipFile(saved) as z:
+        progress = json.loads(z.read(bench.PROGRESS_NAME))
+    assert progress["num_timesteps"] == 512 and progress["wall_s"] > 0
+
+    spec.steps = 1024                                           # the same run with a larger budget
+    saved.rename(bench.checkpoint_path(str(tmp_path), spec, 0))
+    model, env, wall = bench.load_checkpoint(bench.checkpoint_path(str(tmp_path), spec, 0), spec, 0)
+    assert model.num_timesteps == 512 and wall == progress["wall_s"]
+    np.testing.assert_allclose(env.obs_rms.mean, progress["normalization"]["obs_rms"]["mean"])
+    row = bench.run_one(spec, 0, n_eval=1, checkpoints=str(tmp_path), save_every=256)
+    assert "resumed at 512 steps" in capsys.readouterr().out
+    assert row["wall_s"] >= progress["wall_s"]
+    with zipfile.ZipFile(bench.checkpoint_path(str(tmp_path), spec, 0)) as z:
+        assert json.loads(z.read(bench.PROGRESS_NAME))["num_timesteps"] == 1024
+    model, _, _ = bench.load_checkpoint(bench.checkpoint_path(str(tmp_path), spec, 0), spec, 0)
+    assert model._total_timesteps == 1024                       # the schedules' horizon: the whole run
