@@ -117,11 +117,12 @@ def run_one(task: str, policy: str, seed: int, eval_every: int, checkpoints: str
     env = make_env(task, policy, seed)
     cls = RecurrentSAC if policy.startswith("rsac-") else SAC
     progress: dict[str, Any] = dict(curve=[], wall_s=0.0)
-    if os.path.exists(os.path.join(ckpt, "progress.json")):
-        with open(os.path.join(ckpt, "progress.json")) as f:
+    found = find_checkpoint(ckpt)
+    if found is not None:
+        with open(os.path.join(found, "progress.json")) as f:
             progress = json.load(f)
-        model = cls.load(os.path.join(ckpt, "model.zip"), env=env, device="cpu")
-        model.load_replay_buffer(os.path.join(ckpt, "buffer.pkl"))
+        model = cls.load(os.path.join(found, "model.zip"), env=env, device="cpu")
+        model.load_replay_buffer(os.path.join(found, "buffer.pkl"))
         print(f"  resumed at {model.num_timesteps} steps", flush=True)
     else:
         model = make_model(task, policy, env, seed)
@@ -135,11 +136,7 @@ def run_one(task: str, policy: str, seed: int, eval_every: int, checkpoints: str
         print(f"  {task} {policy} seed {seed}: {model.num_timesteps} steps, return {mean:.1f}, "
               f"{progress['wall_s']:.0f} s", flush=True)
         if model.num_timesteps < steps:
-            os.makedirs(ckpt, exist_ok=True)
-            model.save(os.path.join(ckpt, "model.zip"))
-            model.save_replay_buffer(os.path.join(ckpt, "buffer.pkl"))
-            with open(os.path.join(ckpt, "progress.json"), "w") as f:
-                json.dump(progress, f)
+            write_checkpoint(ckpt, model, progress)
     mean, std = evaluate(model, task, policy, seed, 20)
     row = dict(task=task, policy=policy, seed=seed, steps=int(model.num_timesteps), mean_return=round(mean, 2),
                std_return=round(std, 2), best_curve_return=max(r for _, r in progress["curve"]),
@@ -147,8 +144,34 @@ def run_one(task: str, policy: str, seed: int, eval_every: int, checkpoints: str
                actor_params=count_params(model), hyperparameters={k: v for k, v in TASKS[task].items()},
                sequence=RSAC if policy.startswith("rsac-") else None)
     env.close()
-    shutil.rmtree(ckpt, ignore_errors=True)
+    for path in (ckpt, ckpt + ".old"):
+        shutil.rmtree(path, ignore_errors=True)
     return row
+
+
+def write_checkpoint(ckpt: str, model: BaseAlgorithm, progress: dict[str, Any]) -> None:
+    """Model, replay buffer and progress into a fresh folder that then replaces ``ckpt``
+    by renames: a kill at any point leaves ``ckpt`` or ``ckpt.old`` complete."""
+    tmp = f"{ckpt}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    model.save(os.path.join(tmp, "model.zip"))
+    model.save_replay_buffer(os.path.join(tmp, "buffer.pkl"))
+    with open(os.path.join(tmp, "progress.json"), "w") as f:
+        json.dump(progress, f)
+    if os.path.exists(ckpt):   # complete, so an older one is not needed
+        shutil.rmtree(ckpt + ".old", ignore_errors=True)
+        os.rename(ckpt, ckpt + ".old")
+    os.rename(tmp, ckpt)
+    shutil.rmtree(ckpt + ".old", ignore_errors=True)
+
+
+def find_checkpoint(ckpt: str) -> str | None:
+    """The complete checkpoint folder of a run, if any (see :func:`write_checkpoint`)."""
+    for path in (ckpt, ckpt + ".old"):
+        if os.path.exists(os.path.join(path, "progress.json")):
+            return path
+    return None
 
 
 def load_rows(path: str) -> list[dict[str, Any]]:

@@ -38,10 +38,10 @@ def test_bench_rl_writes_each_run_once_and_tags_variants(tmp_path):
     assert "| mlp |" in table and "| mlp [learning_rate=0.0003 n_epochs=2] |" in table
 
 
-def _import_bench_rl():
-    spec = importlib.util.spec_from_file_location("bench_rl", ROOT / "scripts" / "bench_rl.py")
+def _import_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_rl"] = module          # dataclasses look their module up while defining
+    sys.modules[name] = module          # dataclasses look their module up while defining
     spec.loader.exec_module(module)
     return module
 
@@ -50,7 +50,7 @@ def test_bench_rl_checkpoint_resumes_model_statistics_and_schedule(tmp_path, cap
     """A PPO run saves a checkpoint every --save-every steps; rerun, it continues from
     there with the normalisation statistics it had and the run's total as the schedule's
     horizon."""
-    bench = _import_bench_rl()
+    bench = _import_script("bench_rl")
     spec = next(s for s in bench.recurrent_ppo_specs() if s.policy == "mlp" and s.task == bench.CARTPOLE)
     spec.steps = 512                                            # 8 envs x 32 steps: 256 per rollout
     bench.run_one(spec, 0, n_eval=1, checkpoints=str(tmp_path), save_every=256)
@@ -71,3 +71,23 @@ def test_bench_rl_checkpoint_resumes_model_statistics_and_schedule(tmp_path, cap
         assert json.loads(z.read(bench.PROGRESS_NAME))["num_timesteps"] == 1024
     model, _, _ = bench.load_checkpoint(bench.checkpoint_path(str(tmp_path), spec, 0), spec, 0)
     assert model._total_timesteps == 1024                       # the schedules' horizon: the whole run
+
+
+def test_bench_recurrent_sac_checkpoint_survives_a_kill_between_renames(tmp_path):
+    from stable_baselines3 import SAC
+
+    bench = _import_script("bench_recurrent_sac")
+    model = SAC("MlpPolicy", "Pendulum-v1", learning_starts=10, buffer_size=100, seed=0)
+    model.learn(20)
+    ckpt = str(tmp_path / "run")
+    assert bench.find_checkpoint(ckpt) is None
+    bench.write_checkpoint(ckpt, model, {"curve": [[20, -1.0]], "wall_s": 1.0})
+    assert bench.find_checkpoint(ckpt) == ckpt
+    assert not Path(ckpt + ".old").exists() and not Path(ckpt + ".tmp").exists()
+    Path(ckpt).rename(ckpt + ".old")                 # killed after the first rename of a rewrite
+    Path(ckpt + ".tmp").mkdir()                      # with the new folder half written
+    assert bench.find_checkpoint(ckpt) == ckpt + ".old"
+    bench.write_checkpoint(ckpt, model, {"curve": [], "wall_s": 2.0})   # the next write recovers
+    assert bench.find_checkpoint(ckpt) == ckpt
+    assert json.loads((Path(ckpt) / "progress.json").read_text())["wall_s"] == 2.0
+    assert SAC.load(Path(ckpt) / "model.zip").num_timesteps == 20
