@@ -25,6 +25,11 @@ resumes::
 
 Seeds run outermost, so every (task, policy) gets seed 0 before any gets seed 1.
 
+Learning curves: every ``--curve-every`` steps (default 10,000; 0 = none) the policy is
+evaluated on ``--curve-episodes`` deterministic episodes (default 5) of a separately
+seeded env; the row keeps the points (``curve``), and the summary shows each seed's best
+point beside its final return.
+
 PPO runs also save a checkpoint every ``--save-every`` steps (default 20,000; model,
 normalisation statistics and wall time in one zip under ``--checkpoints``, written
 atomically), so a run that is killed resumes there when the command is rerun and the
@@ -282,19 +287,20 @@ def cell_params(model: BaseAlgorithm) -> int:
 PROGRESS_NAME = "bench_progress.json"   # extra zip entry: wall time and VecNormalize statistics
 
 
-def save_checkpoint(path: str, model: BaseAlgorithm, env: VecEnv, wall_s: float) -> None:
+def save_checkpoint(path: str, model: BaseAlgorithm, env: VecEnv, wall_s: float,
+                    curve: list[list[float]] | None = None) -> None:
     """The model (stable-baselines3's zip) plus the run's progress, as one atomic file."""
     buffer = io.BytesIO()
     model.save(buffer)
-    progress = dict(wall_s=wall_s, num_timesteps=int(model.num_timesteps),
+    progress = dict(wall_s=wall_s, num_timesteps=int(model.num_timesteps), curve=curve or [],
                     normalization=normalization_to_json(env) if isinstance(env, VecNormalize) else None)
     with zipfile.ZipFile(buffer, "a") as z:
         z.writestr(PROGRESS_NAME, json.dumps(progress))
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_checkpoint(path: str, spec: Spec, seed: int) -> tuple[BaseAlgorithm, VecEnv, float]:
-    """Model, training env (normalisation statistics restored) and wall time so far."""
+def load_checkpoint(path: str, spec: Spec, seed: int) -> tuple[BaseAlgorithm, VecEnv, float, list[list[float]]]:
+    """Model, training env (normalisation statistics restored), wall time and curve so far."""
     with zipfile.ZipFile(path) as z:
         progress = json.loads(z.read(PROGRESS_NAME))
     env = make_env(spec, seed + progress["num_timesteps"], training=True)   # new episodes from here
@@ -304,15 +310,37 @@ def load_checkpoint(path: str, spec: Spec, seed: int) -> tuple[BaseAlgorithm, Ve
     probe = spec.build(env, seed)
     model = type(probe).load(path, env=env, device="cpu")
     model.set_random_seed(seed + progress["num_timesteps"])
-    return model, env, float(progress["wall_s"])
+    return model, env, float(progress["wall_s"]), list(progress.get("curve", []))
+
+
+class Curve(BaseCallback):
+    """Deterministic evaluation every ``every`` steps (at the end of a rollout); the points
+    go to ``self.points`` as [step, mean return]."""
+
+    def __init__(self, eval_env: VecEnv, every: int, episodes: int, points: list[list[float]]) -> None:
+        super().__init__()
+        self.eval_env, self.every, self.episodes, self.points = eval_env, every, episodes, points
+        self.last = 0
+
+    def _on_training_start(self) -> None:
+        self.last = self.points[-1][0] if self.points else 0
+
+    def _on_rollout_end(self) -> None:
+        if self.model.num_timesteps - self.last >= self.every:
+            mean, _ = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.episodes, deterministic=True)
+            self.points.append([int(self.model.num_timesteps), round(float(mean), 2)])
+            self.last = self.model.num_timesteps
+
+    def _on_step(self) -> bool:
+        return True
 
 
 class SaveEvery(BaseCallback):
     """Checkpoint at the end of the first rollout after every ``every`` steps."""
 
-    def __init__(self, path: str, every: int, wall_before: float) -> None:
+    def __init__(self, path: str, every: int, wall_before: float, curve: list[list[float]]) -> None:
         super().__init__()
-        self.path, self.every, self.wall_before = path, every, wall_before
+        self.path, self.every, self.wall_before, self.curve = path, every, wall_before, curve
         self.start = time.perf_counter()
         self.last = -1
 
@@ -322,7 +350,7 @@ class SaveEvery(BaseCallback):
     def _on_rollout_end(self) -> None:
         if self.model.num_timesteps - self.last >= self.every:
             wall = self.wall_before + time.perf_counter() - self.start
-            save_checkpoint(self.path, self.model, self.model.get_env(), wall)
+            save_checkpoint(self.path, self.model, self.model.get_env(), wall, self.curve)
             self.last = self.model.num_timesteps
 
     def _on_step(self) -> bool:
@@ -335,22 +363,27 @@ def checkpoint_path(directory: str, spec: Spec, seed: int) -> str:
     return os.path.join(directory, name.replace("=", "-").replace(",", "-") + ".zip")
 
 
-def run_one(spec: Spec, seed: int, n_eval: int, checkpoints: str | None = None,
-            save_every: int = 20_000) -> dict[str, Any]:
+def run_one(spec: Spec, seed: int, n_eval: int, checkpoints: str | None = None, save_every: int = 20_000,
+            curve_every: int = 0, curve_episodes: int = 5) -> dict[str, Any]:
     """Train (from the run's checkpoint when there is one), evaluate, return the row."""
     torch.manual_seed(seed)
     ckpt = checkpoint_path(checkpoints, spec, seed) if checkpoints else None
-    wall_before = 0.0
+    wall_before, curve = 0.0, []
     if ckpt is not None and os.path.exists(ckpt):
-        model, env, wall_before = load_checkpoint(ckpt, spec, seed)
+        model, env, wall_before, curve = load_checkpoint(ckpt, spec, seed)
         print(f"    resumed at {model.num_timesteps} steps", flush=True)
     else:
         env = make_env(spec, seed, training=True)
         model = spec.build(env, seed)
-    on_policy = isinstance(model, OnPolicyAlgorithm)   # off-policy runs would need their replay buffer
-    callback = SaveEvery(ckpt, save_every, wall_before) if ckpt is not None and on_policy else None
+    callbacks: list[BaseCallback] = []
+    if curve_every > 0:   # before the checkpoint, which then holds the newest point
+        curve_env = make_env(spec, seed + 20_000, training=False, train_env=env)
+        callbacks.append(Curve(curve_env, curve_every, curve_episodes, curve))
+    if ckpt is not None and isinstance(model, OnPolicyAlgorithm):   # off-policy: would need the replay buffer
+        callbacks.append(SaveEvery(ckpt, save_every, wall_before, curve))
     start = time.perf_counter()
-    model.learn(spec.steps - model.num_timesteps, callback=callback, reset_num_timesteps=model.num_timesteps == 0)
+    model.learn(spec.steps - model.num_timesteps, callback=callbacks,
+                reset_num_timesteps=model.num_timesteps == 0)
     wall = wall_before + time.perf_counter() - start
     eval_env = make_env(spec, seed + 10_000, training=False, train_env=env)
     rewards, _ = evaluate_policy(model, eval_env, n_eval_episodes=n_eval, deterministic=True, return_episode_rewards=True)
@@ -358,7 +391,8 @@ def run_one(spec: Spec, seed: int, n_eval: int, checkpoints: str | None = None,
     settings = dict(spec.info, **HYPER_OVERRIDES, **{f"cell.{k}": v for k, v in CELL_OVERRIDES.items()})
     return dict(suite=spec.suite, task=spec.task, policy=spec.policy, seed=seed, steps=spec.steps,
                 normalize=spec.normalize, **tag, mean=float(np.mean(rewards)), std=float(np.std(rewards)), episodes=len(rewards),
-                wall_s=round(wall, 1), params=count_params(model.policy), cell_params=cell_params(model),
+                wall_s=round(wall, 1), **({"curve": curve} if curve else {}),
+                params=count_params(model.policy), cell_params=cell_params(model),
                 algo=type(model).__name__, settings={k: str(v) for k, v in settings.items()})
 
 
@@ -379,6 +413,14 @@ def load_done(path: str) -> set[tuple[str, str, str, int, int, str, str]]:
     return done
 
 
+def _best(row: dict[str, Any]) -> str:
+    """The best point of a row's learning curve, e.g. " (best 500 @ 60k)"."""
+    if not row.get("curve"):
+        return ""
+    step, value = max(row["curve"], key=lambda p: (p[1], -p[0]))
+    return f" (best {value:.0f} @ {step / 1000:.0f}k)"
+
+
 def summary(path: str) -> None:
     groups: dict[tuple[str, str, str, int, str], list[dict[str, Any]]] = defaultdict(list)
     with open(path) as f:
@@ -392,7 +434,8 @@ def summary(path: str) -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for (suite, task, policy, steps, norm), rows in sorted(groups.items()):
         means = np.array([r["mean"] for r in rows])
-        per_seed = ", ".join(f"{r['seed']}: {r['mean']:.1f}+-{r['std']:.1f}" for r in sorted(rows, key=lambda r: r["seed"]))
+        per_seed = ", ".join(f"{r['seed']}: {r['mean']:.1f}+-{r['std']:.1f}{_best(r)}"
+                             for r in sorted(rows, key=lambda r: r["seed"]))
         print(f"| {suite} | {task.split('/')[-1]} | {policy} | {steps} | {norm} | {len(rows)} | {means.mean():.1f} +- {means.std():.1f} "
               f"| {per_seed} | {rows[0]['params']} ({rows[0]['cell_params']}) | {np.mean([r['wall_s'] for r in rows]):.0f} |")
 
@@ -409,6 +452,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--checkpoints", default="runs/bench_rl", help="where PPO runs save checkpoints ('' = none)")
     parser.add_argument("--save-every", type=int, default=20_000, help="steps between checkpoints")
+    parser.add_argument("--curve-every", type=int, default=10_000, help="steps between curve points (0 = none)")
+    parser.add_argument("--curve-episodes", type=int, default=5, help="episodes per curve point")
     parser.add_argument("--summary", action="store_true", help="print the results table and exit")
     parser.add_argument("--hyper", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override algorithm hyperparameters (a tuning variant, tagged in the rows)")
@@ -435,7 +480,8 @@ def main() -> None:
             print(f"[{time.strftime('%H:%M:%S')}] {spec.suite} {spec.task} {spec.policy} seed {seed} ({spec.steps} steps)",
                   flush=True)
             try:
-                row = run_one(spec, seed, args.n_eval, args.checkpoints or None, args.save_every)
+                row = run_one(spec, seed, args.n_eval, args.checkpoints or None, args.save_every, args.curve_every,
+                              args.curve_episodes)
             except Exception:  # keep going; the row stays missing and a rerun retries it
                 traceback.print_exc()
                 continue

@@ -27,7 +27,7 @@ def test_bench_rl_writes_each_run_once_and_tags_variants(tmp_path):
     first = _bench_rl(results)
     assert "mlp seed 0" in first
     assert "mlp seed 0" not in _bench_rl(results)            # finished: skipped
-    _bench_rl(results, "--hyper", "learning_rate=3e-4", "n_epochs=2")
+    _bench_rl(results, "--hyper", "learning_rate=3e-4", "n_epochs=2", "--curve-every", "128", "--curve-episodes", "1")
     rows = [json.loads(line) for line in results.read_text().splitlines()]
     assert len(rows) == 2
     assert "variant" not in rows[0] and rows[1]["variant"] == "learning_rate=0.0003 n_epochs=2"
@@ -36,6 +36,8 @@ def test_bench_rl_writes_each_run_once_and_tags_variants(tmp_path):
     table = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_rl.py"), "--summary", "--results",
                             str(results)], check=True, capture_output=True, text=True).stdout
     assert "| mlp |" in table and "| mlp [learning_rate=0.0003 n_epochs=2] |" in table
+    assert "curve" not in rows[0] and [p[0] for p in rows[1]["curve"]] == [256]   # one rollout: 8 envs x 32
+    assert table.count("(best ") == 1
 
 
 def _import_script(name: str):
@@ -53,23 +55,27 @@ def test_bench_rl_checkpoint_resumes_model_statistics_and_schedule(tmp_path, cap
     bench = _import_script("bench_rl")
     spec = next(s for s in bench.recurrent_ppo_specs() if s.policy == "mlp" and s.task == bench.CARTPOLE)
     spec.steps = 512                                            # 8 envs x 32 steps: 256 per rollout
-    bench.run_one(spec, 0, n_eval=1, checkpoints=str(tmp_path), save_every=256)
+    first = bench.run_one(spec, 0, n_eval=1, checkpoints=str(tmp_path), save_every=256, curve_every=256,
+                          curve_episodes=1)
     saved = Path(bench.checkpoint_path(str(tmp_path), spec, 0))
     with zipfile.ZipFile(saved) as z:
         progress = json.loads(z.read(bench.PROGRESS_NAME))
     assert progress["num_timesteps"] == 512 and progress["wall_s"] > 0
+    assert [p[0] for p in first["curve"]] == [256, 512] and progress["curve"] == first["curve"]
 
     spec.steps = 1024                                           # the same run with a larger budget
     saved.rename(bench.checkpoint_path(str(tmp_path), spec, 0))
-    model, env, wall = bench.load_checkpoint(bench.checkpoint_path(str(tmp_path), spec, 0), spec, 0)
-    assert model.num_timesteps == 512 and wall == progress["wall_s"]
+    model, env, wall, curve = bench.load_checkpoint(bench.checkpoint_path(str(tmp_path), spec, 0), spec, 0)
+    assert model.num_timesteps == 512 and wall == progress["wall_s"] and curve == first["curve"]
     np.testing.assert_allclose(env.obs_rms.mean, progress["normalization"]["obs_rms"]["mean"])
-    row = bench.run_one(spec, 0, n_eval=1, checkpoints=str(tmp_path), save_every=256)
+    row = bench.run_one(spec, 0, n_eval=1, checkpoints=str(tmp_path), save_every=256, curve_every=256,
+                        curve_episodes=1)
     assert "resumed at 512 steps" in capsys.readouterr().out
     assert row["wall_s"] >= progress["wall_s"]
+    assert [p[0] for p in row["curve"]] == [256, 512, 768, 1024]     # the curve continues
     with zipfile.ZipFile(bench.checkpoint_path(str(tmp_path), spec, 0)) as z:
         assert json.loads(z.read(bench.PROGRESS_NAME))["num_timesteps"] == 1024
-    model, _, _ = bench.load_checkpoint(bench.checkpoint_path(str(tmp_path), spec, 0), spec, 0)
+    model, _, _, _ = bench.load_checkpoint(bench.checkpoint_path(str(tmp_path), spec, 0), spec, 0)
     assert model._total_timesteps == 1024                       # the schedules' horizon: the whole run
 
 
