@@ -12,7 +12,9 @@ Set ``LIQUID_RL_NATIVE=0`` to never build or use it.
 Large batches split into chunks that run in parallel on up to ``torch.get_num_threads()``
 threads. The library is built with OpenMP, and torch (imported first) has already loaded
 its own ``libgomp.so.1``, so the chunks run on torch's thread pool; a compiler without
-OpenMP gets a build that starts its own threads instead.
+OpenMP gets a build that starts its own threads instead. (A torch built on another OpenMP
+runtime, e.g. Intel's, leaves the kernel a pool of its own beside torch's; if the two
+oversubscribe the cores, ``torch.set_num_threads(1)`` keeps the kernel on one thread.)
 """
 
 from __future__ import annotations
