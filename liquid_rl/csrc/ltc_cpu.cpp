@@ -234,14 +234,19 @@ LTC_WIDE void backward(int Tn, int B, int b0, int b1, int N, int K, int U, const
                        const T* V, const T* states, const T* dens, T* g_v0, T* g_num0, T* g_den0, T* g_cm, T* g_sig,
                        T* g_nsmu, T* g_M2) {
     FlushDenormals flush;
-    const bool dense = is_dense(N, K, src);
-    constexpr int kGroup = 4;
-    if (dense)
-        for (; b0 + kGroup <= b1; b0 += kGroup)
-            backward_dense_group<kGroup>(Tn, B, b0, N, U, grad_out, keep, h, Bh, cm, sig, nsmu, M2, V, states,
-                                         dens, g_v0, g_num0, g_den0, g_cm, g_sig, g_nsmu, g_M2);
+    if (is_dense(N, K, src)) {   // four samples at a time, the rest one by one
+        constexpr int kGroup = 4;
+        int b = b0;
+        for (; b + kGroup <= b1; b += kGroup)
+            backward_dense_group<kGroup>(Tn, B, b, N, U, grad_out, keep, h, Bh, cm, sig, nsmu, M2, V, states, dens,
+                                         g_v0, g_num0, g_den0, g_cm, g_sig, g_nsmu, g_M2);
+        for (; b < b1; ++b)
+            backward_dense_group<1>(Tn, B, b, N, U, grad_out, keep, h, Bh, cm, sig, nsmu, M2, V, states, dens, g_v0,
+                                    g_num0, g_den0, g_cm, g_sig, g_nsmu, g_M2);
+        return;
+    }
     std::vector<T> gv(N), gnew(N), gz(K);
-    for (int b = b0; b < b1; ++b) {   // the samples left over (all of them for sparse wirings)
+    for (int b = b0; b < b1; ++b) {   // sparse wirings: presynaptic values gathered through src
         std::fill(gv.begin(), gv.end(), T(0));
         for (int t = Tn - 1; t >= 0; --t) {
             const int64_t row = (static_cast<int64_t>(t) * B + b) * N;
@@ -276,32 +281,18 @@ LTC_WIDE void backward(int Tn, int B, int b0, int b1, int N, int K, int U, const
                     T* gs = g_sig + j * K;
                     T* gm = g_nsmu + j * K;
                     const int64_t* srcj = src + j * K;
-                    if (dense) {
 #pragma omp simd
-                        for (int k = 0; k < K; ++k) {
-                            const T vs = v[k];
-                            const T s = sigmoid(sj[k] * vs + mj[k]);
-                            gw0[k] += G0 * s;
-                            gw1[k] += G1 * s;
-                            const T z = (w0[k] * G0 + w1[k] * G1) * s * (T(1) - s);
-                            gs[k] += z * vs;
-                            gm[k] += z;
-                            gnew[k] += z * sj[k];
-                        }
-                    } else {
-#pragma omp simd
-                        for (int k = 0; k < K; ++k) {
-                            const T vs = v[srcj[k]];
-                            const T s = sigmoid(sj[k] * vs + mj[k]);
-                            gw0[k] += G0 * s;
-                            gw1[k] += G1 * s;
-                            const T z = (w0[k] * G0 + w1[k] * G1) * s * (T(1) - s);
-                            gs[k] += z * vs;
-                            gm[k] += z;
-                            gz[k] = z * sj[k];
-                        }
-                        for (int k = 0; k < K; ++k) gnew[srcj[k]] += gz[k];
+                    for (int k = 0; k < K; ++k) {
+                        const T vs = v[srcj[k]];
+                        const T s = sigmoid(sj[k] * vs + mj[k]);
+                        gw0[k] += G0 * s;
+                        gw1[k] += G1 * s;
+                        const T z = (w0[k] * G0 + w1[k] * G1) * s * (T(1) - s);
+                        gs[k] += z * vs;
+                        gm[k] += z;
+                        gz[k] = z * sj[k];
                     }
+                    for (int k = 0; k < K; ++k) gnew[srcj[k]] += gz[k];
                 }
                 gv.swap(gnew);
             }
