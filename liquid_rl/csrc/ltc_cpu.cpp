@@ -151,6 +151,16 @@ void forward(int Tn, int B, int N, int K, int U, const T* v0, const T* keep, con
     }
 }
 
+// The weights of the K synapses into neuron j and the rows of their gradients.
+template <typename T>
+struct SynapseRow {
+    const T *sig, *nsmu, *w0, *w1;
+    T *g_w0, *g_w1, *g_sig, *g_nsmu;
+    SynapseRow(int j, int K, const T* sig_, const T* nsmu_, const T* M2, T* g_sig_, T* g_nsmu_, T* g_M2)
+        : sig(sig_ + j * K), nsmu(nsmu_ + j * K), w0(M2 + j * 2 * K), w1(M2 + j * 2 * K + K),
+          g_w0(g_M2 + j * 2 * K), g_w1(g_M2 + j * 2 * K + K), g_sig(g_sig_ + j * K), g_nsmu(g_nsmu_ + j * K) {}
+};
+
 // The dense backward for G samples bs..bs+G-1 at once: the weights of each synapse row are
 // loaded, and their gradients read and written, once for the G samples instead of G times
 // (those loads and stores, not the sigmoids, were half of the one-sample loop's time).
@@ -189,31 +199,24 @@ LTC_WIDE void backward_dense_group(int Tn, int B, int bs, int N, int U, const T*
                     G0[g] = g_num * ht[g];
                     G1[g] = -g_num * v_next[g * N + j] * ht[g];
                 }
-                const T* sj = sig + j * N;
-                const T* mj = nsmu + j * N;
-                const T* w0 = M2 + j * 2 * N;
-                const T* w1 = w0 + N;
-                T* gw0 = g_M2 + j * 2 * N;
-                T* gw1 = gw0 + N;
-                T* gs = g_sig + j * N;
-                T* gm = g_nsmu + j * N;
+                const SynapseRow<T> r(j, N, sig, nsmu, M2, g_sig, g_nsmu, g_M2);
 #pragma omp simd
                 for (int k = 0; k < N; ++k) {
                     T a0 = 0, a1 = 0, as = 0, am = 0;
                     for (int g = 0; g < G; ++g) {
                         const T vs = v[g * N + k];
-                        const T s = sigmoid(sj[k] * vs + mj[k]);
+                        const T s = sigmoid(r.sig[k] * vs + r.nsmu[k]);
                         a0 += G0[g] * s;
                         a1 += G1[g] * s;
-                        const T z = (w0[k] * G0[g] + w1[k] * G1[g]) * s * (T(1) - s);
+                        const T z = (r.w0[k] * G0[g] + r.w1[k] * G1[g]) * s * (T(1) - s);
                         as += z * vs;
                         am += z;
-                        gnew[g * N + k] += z * sj[k];
+                        gnew[g * N + k] += z * r.sig[k];
                     }
-                    gw0[k] += a0;
-                    gw1[k] += a1;
-                    gs[k] += as;
-                    gm[k] += am;
+                    r.g_w0[k] += a0;
+                    r.g_w1[k] += a1;
+                    r.g_sig[k] += as;
+                    r.g_nsmu[k] += am;
                 }
             }
             gv.swap(gnew);
@@ -272,25 +275,18 @@ LTC_WIDE void backward(int Tn, int B, int b0, int b1, int N, int K, int U, const
                     const T g_num = gv[j] / den[j];
                     const T G0 = g_num * ht;
                     const T G1 = -g_num * v_next[j] * ht;
-                    const T* sj = sig + j * K;
-                    const T* mj = nsmu + j * K;
-                    const T* w0 = M2 + j * 2 * K;
-                    const T* w1 = w0 + K;
-                    T* gw0 = g_M2 + j * 2 * K;
-                    T* gw1 = gw0 + K;
-                    T* gs = g_sig + j * K;
-                    T* gm = g_nsmu + j * K;
+                    const SynapseRow<T> r(j, K, sig, nsmu, M2, g_sig, g_nsmu, g_M2);
                     const int64_t* srcj = src + j * K;
 #pragma omp simd
                     for (int k = 0; k < K; ++k) {
                         const T vs = v[srcj[k]];
-                        const T s = sigmoid(sj[k] * vs + mj[k]);
-                        gw0[k] += G0 * s;
-                        gw1[k] += G1 * s;
-                        const T z = (w0[k] * G0 + w1[k] * G1) * s * (T(1) - s);
-                        gs[k] += z * vs;
-                        gm[k] += z;
-                        gz[k] = z * sj[k];
+                        const T s = sigmoid(r.sig[k] * vs + r.nsmu[k]);
+                        r.g_w0[k] += G0 * s;
+                        r.g_w1[k] += G1 * s;
+                        const T z = (r.w0[k] * G0 + r.w1[k] * G1) * s * (T(1) - s);
+                        r.g_sig[k] += z * vs;
+                        r.g_nsmu[k] += z;
+                        gz[k] = z * r.sig[k];
                     }
                     for (int k = 0; k < K; ++k) gnew[srcj[k]] += gz[k];
                 }
