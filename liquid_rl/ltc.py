@@ -394,6 +394,8 @@ class LTC(WiredSizes, LiquidSequence):
         solver: "semi_implicit" | "explicit" | "rk4".
         fused: use the fused semi-implicit kernel.
         kernel: "auto", "native", "eager" or "compiled" (see :class:`LTCCell`).
+        flush_denormal: on CPU, flush denormal floats while the PyTorch kernels run (see
+            :class:`LTCCell`; the native kernel always flushes inside its call).
 
     ``forward(input, hx=None, timespans=None, resets=None) -> (output, hx)``; see
     :meth:`liquid_rl.sequence.LiquidSequence.forward` for the accepted shapes.
@@ -403,7 +405,7 @@ class LTC(WiredSizes, LiquidSequence):
                  batch_first: bool = True, mixed_memory: bool = False, input_mapping: str | None = "affine",
                  output_mapping: str | None = "affine", ode_unfolds: int = 6, epsilon: float = 1e-8,
                  implicit_param_constraints: bool = True, solver: str = "semi_implicit",
-                 fused: bool = True, kernel: str = "auto") -> None:
+                 fused: bool = True, kernel: str = "auto", flush_denormal: bool = True) -> None:
         super().__init__()
         wiring = units if isinstance(units, Wiring) else FullyConnected(int(units))
         self.input_size = int(input_size)
@@ -413,7 +415,7 @@ class LTC(WiredSizes, LiquidSequence):
         self.rnn_cell = LTCCell(wiring, in_features=self.input_size, input_mapping=input_mapping,
                                 output_mapping=output_mapping, ode_unfolds=ode_unfolds, epsilon=epsilon,
                                 implicit_param_constraints=implicit_param_constraints, solver=solver,
-                                fused=fused, kernel=kernel)
+                                fused=fused, kernel=kernel, flush_denormal=flush_denormal)
         self._wiring = wiring
         self.use_mixed = mixed_memory
         if mixed_memory:

@@ -287,6 +287,39 @@ def test_solver_loop_has_no_host_synchronisation(name):
         torch.cuda.set_sync_debug_mode("default")
 
 
+SYNC_POINTS = ("item", "tolist", "numpy", "cpu", "nonzero", "__bool__", "__float__", "__int__", "__index__")
+EAGER_MODELS = {   # what CUDA runs: the PyTorch LTC kernel, no CPU denormal switch (it reads a CPU tensor)
+    "ltc": lambda: LTC(5, 8, kernel="eager", flush_denormal=False),
+    "ltc_ncp": lambda: LTC(5, wirings.AutoNCP(12, 2), kernel="eager", flush_denormal=False),
+    "cfc": lambda: CfC(5, 8), "cfc_ncp": lambda: CfC(5, wirings.AutoNCP(12, 2)),
+}
+
+
+@pytest.mark.parametrize("name", list(EAGER_MODELS))
+def test_solver_loop_reads_no_tensor_value_on_the_host(name, monkeypatch):
+    """CPU stand-in for the CUDA synchronisation test above (which needs a GPU): after a
+    warm-up, a training step and a no-grad rollout of the GPU kernels call none of the
+    Tensor methods that copy a value to the host (each would stall a CUDA stream)."""
+    m = EAGER_MODELS[name]()
+    x, ts = torch.randn(4, 16, 5), torch.rand(4, 16)
+    resets = torch.rand(4, 16) < 0.1
+    m(x, timespans=ts, resets=resets)[0].sum().backward()   # warm-up (lazy initialisation)
+    calls: list[str] = []
+    for method in SYNC_POINTS:
+        original = getattr(torch.Tensor, method)
+
+        def spy(self, *args, _name=method, _original=original, **kwargs):
+            calls.append(_name)
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, method, spy)
+    y, _ = m(x, timespans=ts, resets=resets)
+    y.square().sum().backward()
+    with torch.no_grad():
+        m(x, timespans=ts, resets=resets)
+    monkeypatch.undo()
+    assert calls == [], f"host reads in the solver loop: {sorted(set(calls))}"
+
+
 def test_denormal_flushing_is_scoped_to_the_ltc():
     """The CPU flushes denormals while an LTC runs and the setting is restored after, so
     code running beside it (numpy, hypothesis' float strategies) keeps IEEE semantics."""
