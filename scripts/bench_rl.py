@@ -27,8 +27,10 @@ Seeds run outermost, so every (task, policy) gets seed 0 before any gets seed 1.
 
 Learning curves: every ``--curve-every`` steps (default 10,000; 0 = none) the policy is
 evaluated on ``--curve-episodes`` deterministic episodes (default 5) of a separately
-seeded env; the row keeps the points (``curve``), and the summary shows each seed's best
-point beside its final return.
+seeded env; the row keeps the points (``curve``). The policy at the best point (weights
+and observation statistics, as SB3's ``EvalCallback`` keeps ``best_model``) is evaluated
+at the end on the same 20 episodes as the final one (``best`` in the row); the summary
+shows both.
 
 PPO runs also save a checkpoint every ``--save-every`` steps (default 20,000; model,
 normalisation statistics and wall time in one zip under ``--checkpoints``, written
@@ -285,24 +287,60 @@ def cell_params(model: BaseAlgorithm) -> int:
 
 # ------------------------------------------------------------------ checkpoints
 PROGRESS_NAME = "bench_progress.json"   # extra zip entry: wall time and VecNormalize statistics
+BEST_NAME = "best_policy.pt"            # extra zip entry: the policy weights at the best curve point
+
+
+@dataclass
+class Best:
+    """The policy at the best learning-curve point so far (as SB3's ``EvalCallback`` keeps
+    ``best_model``): its step, curve value, weights and observation statistics."""
+
+    step: int = -1
+    value: float = -float("inf")
+    policy: dict[str, torch.Tensor] | None = None
+    normalization: dict[str, Any] | None = None
+
+    def offer(self, step: int, value: float, model: BaseAlgorithm) -> None:
+        """Keep ``model``'s policy if ``value`` beats the best so far (ties keep the earlier)."""
+        if value > self.value:
+            env = model.get_env()
+            self.step, self.value = step, value
+            self.policy = {k: v.detach().clone() for k, v in model.policy.state_dict().items()}
+            self.normalization = normalization_to_json(env) if isinstance(env, VecNormalize) else None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(step=self.step, value=self.value, normalization=self.normalization)
 
 
 def save_checkpoint(path: str, model: BaseAlgorithm, env: VecEnv, wall_s: float,
-                    curve: list[list[float]] | None = None) -> None:
-    """The model (stable-baselines3's zip) plus the run's progress, as one atomic file."""
+                    curve: list[list[float]] | None = None, best: Best | None = None) -> None:
+    """The model (stable-baselines3's zip) plus the run's progress and best policy, as one
+    atomic file."""
     buffer = io.BytesIO()
     model.save(buffer)
     progress = dict(wall_s=wall_s, num_timesteps=int(model.num_timesteps), curve=curve or [],
-                    normalization=normalization_to_json(env) if isinstance(env, VecNormalize) else None)
+                    normalization=normalization_to_json(env) if isinstance(env, VecNormalize) else None,
+                    best=best.to_json() if best is not None and best.policy is not None else None)
     with zipfile.ZipFile(buffer, "a") as z:
         z.writestr(PROGRESS_NAME, json.dumps(progress))
+        if progress["best"] is not None:
+            assert best is not None and best.policy is not None
+            weights = io.BytesIO()
+            torch.save(best.policy, weights)
+            z.writestr(BEST_NAME, weights.getvalue())
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_checkpoint(path: str, spec: Spec, seed: int) -> tuple[BaseAlgorithm, VecEnv, float, list[list[float]]]:
-    """Model, training env (normalisation statistics restored), wall time and curve so far."""
+def load_checkpoint(path: str, spec: Spec, seed: int) -> tuple[BaseAlgorithm, VecEnv, float, list[list[float]], Best]:
+    """Model, training env (normalisation statistics restored), wall time, curve so far and
+    the best policy so far."""
+    best = Best()
     with zipfile.ZipFile(path) as z:
         progress = json.loads(z.read(PROGRESS_NAME))
+        if progress.get("best") is not None:
+            best = Best(step=progress["best"]["step"], value=progress["best"]["value"],
+                        normalization=progress["best"]["normalization"],
+                        policy=torch.load(io.BytesIO(z.read(BEST_NAME)), weights_only=True))
     env = make_env(spec, seed + progress["num_timesteps"], training=True)   # new episodes from here
     if progress["normalization"] is not None:
         assert isinstance(env, VecNormalize)
@@ -310,16 +348,16 @@ def load_checkpoint(path: str, spec: Spec, seed: int) -> tuple[BaseAlgorithm, Ve
     probe = spec.build(env, seed)
     model = type(probe).load(path, env=env, device="cpu")
     model.set_random_seed(seed + progress["num_timesteps"])
-    return model, env, float(progress["wall_s"]), list(progress.get("curve", []))
+    return model, env, float(progress["wall_s"]), list(progress.get("curve", [])), best
 
 
 class Curve(BaseCallback):
     """Deterministic evaluation every ``every`` steps (at the end of a rollout); the points
-    go to ``self.points`` as [step, mean return]."""
+    go to ``self.points`` as [step, mean return], the best policy to ``self.best``."""
 
-    def __init__(self, eval_env: VecEnv, every: int, episodes: int, points: list[list[float]]) -> None:
+    def __init__(self, eval_env: VecEnv, every: int, episodes: int, points: list[list[float]], best: Best) -> None:
         super().__init__()
-        self.eval_env, self.every, self.episodes, self.points = eval_env, every, episodes, points
+        self.eval_env, self.every, self.episodes, self.points, self.best = eval_env, every, episodes, points, best
         self.last = 0
 
     def _on_training_start(self) -> None:
@@ -329,6 +367,7 @@ class Curve(BaseCallback):
         if self.model.num_timesteps - self.last >= self.every:
             mean, _ = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.episodes, deterministic=True)
             self.points.append([int(self.model.num_timesteps), round(float(mean), 2)])
+            self.best.offer(int(self.model.num_timesteps), round(float(mean), 2), self.model)
             self.last = self.model.num_timesteps
 
     def _on_step(self) -> bool:
@@ -338,9 +377,9 @@ class Curve(BaseCallback):
 class SaveEvery(BaseCallback):
     """Checkpoint at the end of the first rollout after every ``every`` steps."""
 
-    def __init__(self, path: str, every: int, wall_before: float, curve: list[list[float]]) -> None:
+    def __init__(self, path: str, every: int, wall_before: float, curve: list[list[float]], best: Best) -> None:
         super().__init__()
-        self.path, self.every, self.wall_before, self.curve = path, every, wall_before, curve
+        self.path, self.every, self.wall_before, self.curve, self.best = path, every, wall_before, curve, best
         self.start = time.perf_counter()
         self.last = -1
 
@@ -350,7 +389,7 @@ class SaveEvery(BaseCallback):
     def _on_rollout_end(self) -> None:
         if self.model.num_timesteps - self.last >= self.every:
             wall = self.wall_before + time.perf_counter() - self.start
-            save_checkpoint(self.path, self.model, self.model.get_env(), wall, self.curve)
+            save_checkpoint(self.path, self.model, self.model.get_env(), wall, self.curve, self.best)
             self.last = self.model.num_timesteps
 
     def _on_step(self) -> bool:
@@ -368,9 +407,9 @@ def run_one(spec: Spec, seed: int, n_eval: int, checkpoints: str | None = None, 
     """Train (from the run's checkpoint when there is one), evaluate, return the row."""
     torch.manual_seed(seed)
     ckpt = checkpoint_path(checkpoints, spec, seed) if checkpoints else None
-    wall_before, curve = 0.0, []
+    wall_before, curve, best = 0.0, [], Best()
     if ckpt is not None and os.path.exists(ckpt):
-        model, env, wall_before, curve = load_checkpoint(ckpt, spec, seed)
+        model, env, wall_before, curve, best = load_checkpoint(ckpt, spec, seed)
         print(f"    resumed at {model.num_timesteps} steps", flush=True)
     else:
         env = make_env(spec, seed, training=True)
@@ -378,22 +417,36 @@ def run_one(spec: Spec, seed: int, n_eval: int, checkpoints: str | None = None, 
     callbacks: list[BaseCallback] = []
     if curve_every > 0:   # before the checkpoint, which then holds the newest point
         curve_env = make_env(spec, seed + 20_000, training=False, train_env=env)
-        callbacks.append(Curve(curve_env, curve_every, curve_episodes, curve))
+        callbacks.append(Curve(curve_env, curve_every, curve_episodes, curve, best))
     if ckpt is not None and isinstance(model, OnPolicyAlgorithm):   # off-policy: would need the replay buffer
-        callbacks.append(SaveEvery(ckpt, save_every, wall_before, curve))
+        callbacks.append(SaveEvery(ckpt, save_every, wall_before, curve, best))
     start = time.perf_counter()
     model.learn(spec.steps - model.num_timesteps, callback=callbacks,
                 reset_num_timesteps=model.num_timesteps == 0)
     wall = wall_before + time.perf_counter() - start
     eval_env = make_env(spec, seed + 10_000, training=False, train_env=env)
     rewards, _ = evaluate_policy(model, eval_env, n_eval_episodes=n_eval, deterministic=True, return_episode_rewards=True)
+    best_row = evaluate_best(spec, seed, model, best, n_eval) if best.policy is not None else None
     tag = {"variant": variant()} if variant() else {}
     settings = dict(spec.info, **HYPER_OVERRIDES, **{f"cell.{k}": v for k, v in CELL_OVERRIDES.items()})
     return dict(suite=spec.suite, task=spec.task, policy=spec.policy, seed=seed, steps=spec.steps,
                 normalize=spec.normalize, **tag, mean=float(np.mean(rewards)), std=float(np.std(rewards)), episodes=len(rewards),
-                wall_s=round(wall, 1), **({"curve": curve} if curve else {}),
+                wall_s=round(wall, 1), **({"curve": curve} if curve else {}), **({"best": best_row} if best_row else {}),
                 params=count_params(model.policy), cell_params=cell_params(model),
                 algo=type(model).__name__, settings={k: str(v) for k, v in settings.items()})
+
+
+def evaluate_best(spec: Spec, seed: int, model: BaseAlgorithm, best: Best, n_eval: int) -> dict[str, Any]:
+    """The best curve point's policy on the same ``n_eval`` deterministic episodes as the
+    final one (the curve chose it on other episodes). Leaves ``model`` holding it."""
+    assert best.policy is not None
+    model.policy.load_state_dict(best.policy)
+    eval_env = make_env(spec, seed + 10_000, training=False)
+    if best.normalization is not None:
+        assert isinstance(eval_env, VecNormalize)
+        normalization_from_json(eval_env, best.normalization)
+    rewards, _ = evaluate_policy(model, eval_env, n_eval_episodes=n_eval, deterministic=True, return_episode_rewards=True)
+    return dict(step=best.step, curve_value=best.value, mean=float(np.mean(rewards)), std=float(np.std(rewards)))
 
 
 def _normalize(row: dict[str, Any]) -> str:
@@ -414,14 +467,22 @@ def load_done(path: str) -> set[tuple[str, str, str, int, int, str, str]]:
 
 
 def _best(row: dict[str, Any]) -> str:
-    """The best point of a row's learning curve, e.g. " (best 500 @ 60k)"."""
+    """The best point of a row's learning curve and, where kept, that policy's evaluation,
+    e.g. " (best 500 @ 60k: 498.2)"."""
     if not row.get("curve"):
         return ""
     step, value = max(row["curve"], key=lambda p: (p[1], -p[0]))
-    return f" (best {value:.0f} @ {step / 1000:.0f}k)"
+    kept = f": {row['best']['mean']:.1f}" if row.get("best") else ""
+    return f" (best {value:.0f} @ {step / 1000:.0f}k{kept})"
+
+
+def _mean_std(values: list[float]) -> str:
+    return f"{np.mean(values):.1f} +- {np.std(values):.1f}" if values else "-"
 
 
 def summary(path: str) -> None:
+    """Markdown table: per (suite, task, policy, budget, normalisation) the final return over
+    seeds and, for rows that kept it, the return of the best curve point's policy."""
     groups: dict[tuple[str, str, str, int, str], list[dict[str, Any]]] = defaultdict(list)
     with open(path) as f:
         for line in f:
@@ -429,15 +490,17 @@ def summary(path: str) -> None:
                 r = json.loads(line)
                 policy = r["policy"] + (f" [{r['variant']}]" if r.get("variant") else "")
                 groups[(r["suite"], r["task"], policy, r["steps"], _normalize(r))].append(r)
-    print("| suite | task | policy | steps | normalize | seeds | return (mean +- std over seeds) | per seed "
-          "| params (cell) | wall s/seed |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| suite | task | policy | steps | normalize | seeds | final return (mean +- std over seeds) "
+          "| best-point policy | per seed (final, best curve point: its policy) | params (cell) | wall s/seed |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (suite, task, policy, steps, norm), rows in sorted(groups.items()):
-        means = np.array([r["mean"] for r in rows])
+        bests = [r["best"]["mean"] for r in rows if r.get("best")]
+        best = _mean_std(bests) + (f" ({len(bests)} seeds)" if 0 < len(bests) < len(rows) else "")
         per_seed = ", ".join(f"{r['seed']}: {r['mean']:.1f}+-{r['std']:.1f}{_best(r)}"
                              for r in sorted(rows, key=lambda r: r["seed"]))
-        print(f"| {suite} | {task.split('/')[-1]} | {policy} | {steps} | {norm} | {len(rows)} | {means.mean():.1f} +- {means.std():.1f} "
-              f"| {per_seed} | {rows[0]['params']} ({rows[0]['cell_params']}) | {np.mean([r['wall_s'] for r in rows]):.0f} |")
+        print(f"| {suite} | {task.split('/')[-1]} | {policy} | {steps} | {norm} | {len(rows)} "
+              f"| {_mean_std([r['mean'] for r in rows])} | {best} | {per_seed} "
+              f"| {rows[0]['params']} ({rows[0]['cell_params']}) | {np.mean([r['wall_s'] for r in rows]):.0f} |")
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,6 +39,9 @@ def test_bench_rl_writes_each_run_once_and_tags_variants(tmp_path):
     assert "| mlp |" in table and "| mlp [learning_rate=0.0003 n_epochs=2] |" in table
     assert "curve" not in rows[0] and [p[0] for p in rows[1]["curve"]] == [256]   # one rollout: 8 envs x 32
     assert table.count("(best ") == 1
+    best = rows[1]["best"]                     # the only curve point's policy is the final one
+    assert best["step"] == 256 and best["curve_value"] == rows[1]["curve"][0][1]
+    assert best["mean"] == rows[1]["mean"] and best["std"] == rows[1]["std"]
 
 
 def _import_script(name: str):
@@ -65,8 +69,12 @@ def test_bench_rl_checkpoint_resumes_model_statistics_and_schedule(tmp_path, cap
 
     spec.steps = 1024                                           # the same run with a larger budget
     saved.rename(bench.checkpoint_path(str(tmp_path), spec, 0))
-    model, env, wall, curve = bench.load_checkpoint(bench.checkpoint_path(str(tmp_path), spec, 0), spec, 0)
+    model, env, wall, curve, best = bench.load_checkpoint(bench.checkpoint_path(str(tmp_path), spec, 0), spec, 0)
     assert model.num_timesteps == 512 and wall == progress["wall_s"] and curve == first["curve"]
+    assert (best.step, best.value) == max(((p[0], p[1]) for p in curve), key=lambda p: (p[1], -p[0]))
+    assert (best.step, best.value) == (progress["best"]["step"], progress["best"]["value"])
+    assert set(best.policy) == set(model.policy.state_dict())
+    assert first["best"]["step"] == best.step
     np.testing.assert_allclose(env.obs_rms.mean, progress["normalization"]["obs_rms"]["mean"])
     row = bench.run_one(spec, 0, n_eval=1, checkpoints=str(tmp_path), save_every=256, curve_every=256,
                         curve_episodes=1)
@@ -75,7 +83,7 @@ def test_bench_rl_checkpoint_resumes_model_statistics_and_schedule(tmp_path, cap
     assert [p[0] for p in row["curve"]] == [256, 512, 768, 1024]     # the curve continues
     with zipfile.ZipFile(bench.checkpoint_path(str(tmp_path), spec, 0)) as z:
         assert json.loads(z.read(bench.PROGRESS_NAME))["num_timesteps"] == 1024
-    model, _, _, _ = bench.load_checkpoint(bench.checkpoint_path(str(tmp_path), spec, 0), spec, 0)
+    model, _, _, _, _ = bench.load_checkpoint(bench.checkpoint_path(str(tmp_path), spec, 0), spec, 0)
     assert model._total_timesteps == 1024                       # the schedules' horizon: the whole run
 
 
@@ -97,3 +105,34 @@ def test_bench_recurrent_sac_checkpoint_survives_a_kill_between_renames(tmp_path
     assert bench.find_checkpoint(ckpt) == ckpt
     assert json.loads((Path(ckpt) / "progress.json").read_text())["wall_s"] == 2.0
     assert SAC.load(Path(ckpt) / "model.zip").num_timesteps == 20
+
+
+def test_bench_rl_keeps_the_policy_of_the_best_curve_point(tmp_path):
+    """``Best`` keeps the weights and observation statistics of the best point (the first
+    of equal ones); ``evaluate_best`` runs exactly those, not the final policy."""
+    bench = _import_script("bench_rl")
+    spec = next(s for s in bench.recurrent_ppo_specs() if s.policy == "mlp" and s.task == bench.CARTPOLE)
+    env = bench.make_env(spec, 0, training=True)
+    model = spec.build(env, 0)
+    best = bench.Best()
+    best.offer(100, 20.0, model)
+    kept = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    kept_mean = env.obs_rms.mean.copy()
+    model.learn(512)                                       # weights and statistics move on
+    best.offer(200, 20.0, model)                           # a tie keeps the earlier point
+    best.offer(300, 10.0, model)
+    assert (best.step, best.value) == (100, 20.0)
+    assert all(torch.equal(best.policy[k], v) for k, v in kept.items())
+    np.testing.assert_allclose(best.normalization["obs_rms"]["mean"], kept_mean)
+    assert not np.allclose(env.obs_rms.mean, kept_mean)
+
+    row = bench.evaluate_best(spec, 0, model, best, n_eval=2)
+    assert row["step"] == 100 and row["curve_value"] == 20.0
+    assert all(torch.equal(model.policy.state_dict()[k], v) for k, v in kept.items())
+    reference = spec.build(bench.make_env(spec, 0, training=True), 0)   # the kept policy, run by hand
+    reference.policy.load_state_dict(kept)
+    eval_env = bench.make_env(spec, 10_000, training=False)
+    eval_env.obs_rms.mean, eval_env.obs_rms.var = kept_mean, np.array(best.normalization["obs_rms"]["var"])
+    rewards, _ = bench.evaluate_policy(reference, eval_env, n_eval_episodes=2, deterministic=True,
+                                       return_episode_rewards=True)
+    assert row["mean"] == float(np.mean(rewards))
