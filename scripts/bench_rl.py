@@ -188,7 +188,7 @@ def recurrent_ppo_specs() -> list[Spec]:
     }
     return [Spec("recurrent_ppo", task, name, ZOO[task]["steps"],
                  (lambda env, s, f=f, task=task: f(task, env, s)), n_envs=ZOO[task]["n_envs"],
-                 info=dict(ZOO[task]["hyper"], head="pi [64] vf [64] ReLU"), gamma=ZOO[task]["hyper"]["gamma"])
+                 info=dict(ZOO[task]["hyper"], head="pi [64] vf [64] ReLU"), gamma=_hyper(task)["gamma"])
             for task in (CARTPOLE, PENDULUM) for name, f in policies.items()]
 
 
@@ -215,7 +215,7 @@ def lane_specs() -> list[Spec]:
             specs.append(Spec("lane", task, name, ZOO[task]["steps"], build, n_envs=ZOO[task]["n_envs"],
                               info=dict(ZOO[task]["hyper"], head="pi [] vf [64]",
                                         features="NCP conv head, 32 features" if pixels else "observation"),
-                              gamma=ZOO[task]["hyper"]["gamma"]))
+                              gamma=_hyper(task)["gamma"]))
     return specs
 
 
