@@ -15,6 +15,7 @@ solvers of ``liquid_rl.solvers`` with autograd.
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -72,6 +73,12 @@ class LTCCell(WiredSizes, nn.Module):
         wiring: the synapses (``liquid_rl.wirings``); built with ``in_features`` if given.
         in_features: number of inputs I.
         input_mapping, output_mapping: "affine" (scale and shift), "linear" (scale) or None.
+        input_scale, input_shift: initial scale and shift of the input mapping (ncps: 1 and
+            0, for inputs of order [0, 1]). The sensory synapses start with thresholds mu in
+            [0.3, 0.8] and slopes sigma in [3, 8], so standardised inputs (zero mean, unit
+            variance, e.g. behind ``VecNormalize``) saturate them at the ncps start: every
+            negative value reads as the same. A scale near 1 / mean(sigma) ~ 0.2 and a shift
+            near mean(mu) ~ 0.55 spread such inputs over the thresholds.
         ode_unfolds: solver sub-steps per step.
         epsilon: added to the semi-implicit denominator.
         implicit_param_constraints: keep w, sensory_w, cm, gleak positive with a softplus at
@@ -89,7 +96,8 @@ class LTCCell(WiredSizes, nn.Module):
     def __init__(self, wiring: Wiring, in_features: int | None = None, input_mapping: str | None = "affine",
                  output_mapping: str | None = "affine", ode_unfolds: int = 6, epsilon: float = 1e-8,
                  implicit_param_constraints: bool = False, solver: str = "semi_implicit",
-                 fused: bool = True, kernel: str = "auto", flush_denormal: bool = True) -> None:
+                 fused: bool = True, kernel: str = "auto", flush_denormal: bool = True,
+                 input_scale: float = 1.0, input_shift: float = 0.0) -> None:
         super().__init__()
         check_kernel(kernel)
         self.kernel = kernel
@@ -102,6 +110,12 @@ class LTCCell(WiredSizes, nn.Module):
                              f"got {input_mapping!r}, {output_mapping!r}")
         if int(ode_unfolds) < 1:
             raise ValueError(f"ode_unfolds must be at least 1, got {ode_unfolds}")
+        if not (math.isfinite(input_scale) and math.isfinite(input_shift)):
+            raise ValueError(f"input_scale and input_shift must be finite, got {input_scale!r}, {input_shift!r}")
+        if input_scale != 1.0 and input_mapping is None:
+            raise ValueError(f"input_scale={input_scale!r} needs input_mapping 'affine' or 'linear' (it is None)")
+        if input_shift != 0.0 and input_mapping != "affine":
+            raise ValueError(f"input_shift={input_shift!r} needs input_mapping 'affine' (it is {input_mapping!r})")
         self._solve = get_solver(solver)
         self.solver = solver
         self._wiring = wiring
@@ -128,9 +142,9 @@ class LTCCell(WiredSizes, nn.Module):
         self.register_buffer("sparsity_mask", wiring.adjacency.clone())
         self.register_buffer("sensory_sparsity_mask", wiring.sensory_adjacency.clone())
         if input_mapping in ("affine", "linear"):
-            self.input_w = nn.Parameter(torch.ones(I))
+            self.input_w = nn.Parameter(torch.full((I,), float(input_scale)))
         if input_mapping == "affine":
-            self.input_b = nn.Parameter(torch.zeros(I))
+            self.input_b = nn.Parameter(torch.full((I,), float(input_shift)))
         if output_mapping in ("affine", "linear"):
             self.output_w = nn.Parameter(torch.ones(O))
         if output_mapping == "affine":
@@ -389,8 +403,9 @@ class LTC(WiredSizes, LiquidSequence):
         return_sequences: return outputs for every step (B, T, O) or the last (B, O).
         batch_first: (B, T, I) input if True, (T, B, I) if False.
         mixed_memory: add an LSTM memory cell in front of the LTC (state is (h, c)).
-        input_mapping, output_mapping, ode_unfolds, epsilon, implicit_param_constraints:
-            as :class:`LTCCell` (implicit constraints default to True, as in ncps' LTC).
+        input_mapping, output_mapping, input_scale, input_shift, ode_unfolds, epsilon,
+            implicit_param_constraints: as :class:`LTCCell` (implicit constraints default to
+            True, as in ncps' LTC).
         solver: "semi_implicit" | "explicit" | "rk4".
         fused: use the fused semi-implicit kernel.
         kernel: "auto", "native", "eager" or "compiled" (see :class:`LTCCell`).
@@ -405,7 +420,8 @@ class LTC(WiredSizes, LiquidSequence):
                  batch_first: bool = True, mixed_memory: bool = False, input_mapping: str | None = "affine",
                  output_mapping: str | None = "affine", ode_unfolds: int = 6, epsilon: float = 1e-8,
                  implicit_param_constraints: bool = True, solver: str = "semi_implicit",
-                 fused: bool = True, kernel: str = "auto", flush_denormal: bool = True) -> None:
+                 fused: bool = True, kernel: str = "auto", flush_denormal: bool = True,
+                 input_scale: float = 1.0, input_shift: float = 0.0) -> None:
         super().__init__()
         wiring = units if isinstance(units, Wiring) else FullyConnected(int(units))
         self.input_size = int(input_size)
@@ -415,7 +431,8 @@ class LTC(WiredSizes, LiquidSequence):
         self.rnn_cell = LTCCell(wiring, in_features=self.input_size, input_mapping=input_mapping,
                                 output_mapping=output_mapping, ode_unfolds=ode_unfolds, epsilon=epsilon,
                                 implicit_param_constraints=implicit_param_constraints, solver=solver,
-                                fused=fused, kernel=kernel, flush_denormal=flush_denormal)
+                                fused=fused, kernel=kernel, flush_denormal=flush_denormal,
+                                input_scale=input_scale, input_shift=input_shift)
         self._wiring = wiring
         self.use_mixed = mixed_memory
         if mixed_memory:

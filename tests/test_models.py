@@ -181,11 +181,42 @@ def test_bad_shapes_raise_value_error(make, call, match):
     (lambda: CfC(5, 8, activation="swish"), "Unknown backbone activation"),
     (lambda: CfC(5, wirings.AutoNCP(12, 2), backbone_units=64), "wiring"),
     (lambda: LTC(5, 8, ode_unfolds=0), "ode_unfolds"),
+    (lambda: LTC(5, 8, input_mapping=None, input_scale=0.2), "input_scale=0.2 needs input_mapping"),
+    (lambda: LTC(5, 8, input_mapping="linear", input_shift=0.5), "input_shift=0.5 needs input_mapping 'affine'"),
+    (lambda: LTC(5, 8, input_scale=float("nan")), "must be finite"),
     (lambda: LTC(5, 8, mixed_memory=True)(torch.randn(2, 3, 5), torch.zeros(2, 8)), r"tuple \(h, c\)"),
 ])
 def test_bad_arguments(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_input_scale_and_shift_set_the_initial_input_mapping():
+    """Defaults are ncps' (w 1, b 0); scale/shift only move the starting point, the mapping
+    stays trainable, and the state_dict keys stay ncps'."""
+    torch.manual_seed(0)
+    default, scaled = LTC(5, 8).rnn_cell, LTC(5, 8, input_scale=0.2, input_shift=0.55).rnn_cell
+    assert torch.equal(default.input_w, torch.ones(5)) and torch.equal(default.input_b, torch.zeros(5))
+    assert torch.equal(scaled.input_w, torch.full((5,), 0.2)) and torch.equal(scaled.input_b, torch.full((5,), 0.55))
+    assert scaled.input_w.requires_grad and scaled.input_b.requires_grad
+    assert default.state_dict().keys() == scaled.state_dict().keys()
+    assert torch.equal(LTC(5, 8, input_mapping="linear", input_scale=0.5).rnn_cell.input_w, torch.full((5,), 0.5))
+
+
+def test_scaled_input_mapping_keeps_standardised_inputs_apart():
+    """With ncps' start (w 1, b 0) the sensory sigmoids (mu in [0.3, 0.8], sigma in [3, 8])
+    read all negative standardised inputs as nearly the same; scale 0.2, shift 0.55 keeps
+    them apart: the sensory conductances of z = -2 and z = -0.5 differ over 10x more."""
+    torch.manual_seed(0)
+    z = torch.tensor([[-2.0] * 5, [-0.5] * 5])
+    gaps = []
+    for kwargs in ({}, dict(input_scale=0.2, input_shift=0.55)):
+        torch.manual_seed(0)
+        cell = LTC(5, 16, **kwargs).rnn_cell
+        with torch.no_grad():
+            _, g = cell._sensory(cell._map_inputs(z))
+        gaps.append((g[0] - g[1]).abs().mean().item())
+    assert gaps[1] > 10 * gaps[0]
 
 
 def test_time_constants_are_positive_and_input_dependent():

@@ -263,6 +263,16 @@ def test_policy_save_and_load_keep_the_constructor(tmp_path):
         torch.testing.assert_close(a, b)
 
 
+def test_ltc_input_mapping_start_reaches_both_cells():
+    """Cell options such as the LTC's input_scale/input_shift build the actor and critic cells."""
+    policy = _model(cell="ltc", units=6, input_scale=0.2, input_shift=0.55).policy
+    for core in (policy.lstm_actor, policy.lstm_critic):
+        cell = core.core.rnn.rnn_cell
+        assert torch.equal(cell.input_w, torch.full_like(cell.input_w, 0.2))
+        assert torch.equal(cell.input_b, torch.full_like(cell.input_b, 0.55))
+    assert policy.cell_options == {"input_scale": 0.2, "input_shift": 0.55}
+
+
 # --- saving and loading in a fresh process ------------------------------------------------
 
 _LOAD_SCRIPT = textwrap.dedent("""
