@@ -167,7 +167,12 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
         dt_unit: elapsed time that counts as one step of the cell (e.g. the env's nominal
             step in seconds): the cell sees ``dt / dt_unit``, so a constant ``dt == dt_unit``
             gives the same outputs as no dt at all. A ``dt <= 0`` (the first observation of an
-            episode under ``IrregularTime``, or padding) counts as one unit.
+            episode under ``IrregularTime``, or padding) counts as ``step_time``.
+        step_time: elapsed time of one env step in cell units where the observation gives
+            none (no dt entry, or dt <= 0). 1.0 is ncps' default. An LTC starts with time
+            constants of about 0.1 step (``LTCCell.time_constants``), so at 1.0 its state
+            settles within each step and carries little from one step to the next; a
+            smaller value (e.g. 0.1) keeps more of it.
         **cell_options: the cell's own options (LTC: ode_unfolds, solver, mixed_memory, ...;
             CfC: mode, backbone_units, ...; wired: seed, sparsity_level).
         Other arguments: as ``sb3_contrib``'s ``RecurrentActorCriticPolicy``.
@@ -200,6 +205,7 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
         enable_critic_lstm: bool = True,
         dt_key: str | None = "dt",
         dt_unit: float = 1.0,
+        step_time: float = 1.0,
         **cell_options: Any,
     ) -> None:
         for key, instead in _LSTM_ONLY.items():
@@ -216,11 +222,13 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
             raise ValueError("shared_lstm=True needs share_features_extractor=True")
         if not float(dt_unit) > 0:
             raise ValueError(f"dt_unit must be > 0 (elapsed time of one cell step), got {dt_unit!r}")
+        if not (float(step_time) > 0 and np.isfinite(step_time)):
+            raise ValueError(f"step_time must be a finite number > 0 (cell time per env step), got {step_time!r}")
         self._check_observation_space(observation_space, dt_key)
         resolve_wiring(wiring)  # validate early, before any module is built
         self.cell, self.units, self.wiring = cell, int(units), wiring
         self.cell_options = dict(cell_options)
-        self.dt_key, self.dt_unit = dt_key, float(dt_unit)
+        self.dt_key, self.dt_unit, self.step_time = dt_key, float(dt_unit), float(step_time)
         self._dt_in_obs = (isinstance(observation_space, spaces.Dict) and dt_key is not None
                            and dt_key in observation_space.spaces)
         self.output_size = resolve_output_size(cell, self.units, wiring, output_size,
@@ -277,17 +285,20 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
         data.update(cell=self.cell, units=self.units, wiring=self.wiring, output_size=self.output_size,
                     net_arch=self.net_arch, shared_lstm=self.shared_lstm,
                     enable_critic_lstm=self.enable_critic_lstm, dt_key=self.dt_key, dt_unit=self.dt_unit,
-                    **self.cell_options)
+                    step_time=self.step_time, **self.cell_options)
         return data
 
     # --- sequences -------------------------------------------------------------------
     def _timespans(self, obs: PyTorchObs) -> Tensor | None:
-        """Elapsed time per sample (N, 1) in cell units, or None without a dt entry."""
+        """Elapsed time per sample (N, 1) in cell units; None for one unit per step."""
         if not self._dt_in_obs:
-            return None
+            if self.step_time == 1.0:
+                return None
+            first = next(iter(obs.values())) if isinstance(obs, dict) else obs
+            return th.full((first.shape[0], 1), self.step_time, device=first.device)
         assert isinstance(obs, dict)
         dt = obs[self.dt_key].reshape(-1, 1).float()
-        return th.where(dt > 0, dt / self.dt_unit, th.ones_like(dt))
+        return th.where(dt > 0, dt / self.dt_unit, th.full_like(dt, self.step_time))
 
     def _process_sequence(  # type: ignore[override]
         self,

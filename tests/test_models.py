@@ -229,6 +229,15 @@ def test_time_constants_are_positive_and_input_dependent():
     assert not torch.allclose(tau_a, tau_b)
 
 
+def test_fully_connected_ltc_starts_with_time_constants_of_a_tenth_of_a_step():
+    """What ``step_time`` in the policies is for: at ncps' initialisation a 32-neuron LTC
+    settles in ~0.1 time unit, so with one unit per env step little state carries over."""
+    torch.manual_seed(0)
+    cell = LTC(4, 32).rnn_cell
+    tau = cell.time_constants(torch.rand(256, 32) * 2 - 1, torch.randn(256, 4))
+    assert 0.05 < tau.median().item() < 0.2 and tau.max().item() < 0.5
+
+
 NO_GRAD_MODELS = {
     "ltc": lambda: LTC(5, 8), "ltc_ncp": lambda: LTC(5, wirings.AutoNCP(12, 2)),
     "cfc": lambda: CfC(5, 8), "cfc_ncp": lambda: CfC(5, wirings.AutoNCP(12, 2)),
