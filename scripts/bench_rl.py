@@ -482,7 +482,9 @@ def _mean_std(values: list[float]) -> str:
 
 def summary(path: str) -> None:
     """Markdown table: per (suite, task, policy, budget, normalisation) the final return over
-    seeds and, for rows that kept it, the return of the best curve point's policy."""
+    seeds; for rows that kept it, the return of the best curve point's policy; and the
+    mean of each seed's curve points in the second half of the budget (a steadier measure
+    of where training is than one final evaluation)."""
     groups: dict[tuple[str, str, str, int, str], list[dict[str, Any]]] = defaultdict(list)
     with open(path) as f:
         for line in f:
@@ -491,15 +493,19 @@ def summary(path: str) -> None:
                 policy = r["policy"] + (f" [{r['variant']}]" if r.get("variant") else "")
                 groups[(r["suite"], r["task"], policy, r["steps"], _normalize(r))].append(r)
     print("| suite | task | policy | steps | normalize | seeds | final return (mean +- std over seeds) "
-          "| best-point policy | per seed (final, best curve point: its policy) | params (cell) | wall s/seed |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| best-point policy | curve, 2nd half | per seed (final, best curve point: its policy) | params (cell) "
+          "| wall s/seed |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (suite, task, policy, steps, norm), rows in sorted(groups.items()):
         bests = [r["best"]["mean"] for r in rows if r.get("best")]
         best = _mean_std(bests) + (f" ({len(bests)} seeds)" if 0 < len(bests) < len(rows) else "")
         per_seed = ", ".join(f"{r['seed']}: {r['mean']:.1f}+-{r['std']:.1f}{_best(r)}"
                              for r in sorted(rows, key=lambda r: r["seed"]))
+        late = [np.mean([v for step, v in r["curve"] if step >= steps / 2]) for r in rows
+                if any(step >= steps / 2 for step, _ in r.get("curve", []))]
+        late_text = _mean_std(late) + (f" ({len(late)} seeds)" if 0 < len(late) < len(rows) else "")
         print(f"| {suite} | {task.split('/')[-1]} | {policy} | {steps} | {norm} | {len(rows)} "
-              f"| {_mean_std([r['mean'] for r in rows])} | {best} | {per_seed} "
+              f"| {_mean_std([r['mean'] for r in rows])} | {best} | {late_text} | {per_seed} "
               f"| {rows[0]['params']} ({rows[0]['cell_params']}) | {np.mean([r['wall_s'] for r in rows]):.0f} |")
 
 

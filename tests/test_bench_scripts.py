@@ -136,3 +136,12 @@ def test_bench_rl_keeps_the_policy_of_the_best_curve_point(tmp_path):
     rewards, _ = bench.evaluate_policy(reference, eval_env, n_eval_episodes=2, deterministic=True,
                                        return_episode_rewards=True)
     assert row["mean"] == float(np.mean(rewards))
+
+
+def test_probe_cartpole_reports_episode_ends_and_ltc_time_constants():
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "probe_cartpole.py"), "--policy", "ltc-32",
+                          "--steps", "256", "--episodes", "2"], check=True, capture_output=True, text=True,
+                         timeout=600).stdout
+    ends = [line for line in out.splitlines() if line.startswith("episode ")]
+    assert len(ends) == 2 and all("last x" in line and "time limit" in line for line in ends)
+    assert "actor LTC time constants" in out and "sensory slopes" in out
