@@ -188,15 +188,15 @@ def _dict_space(with_dt: bool) -> spaces.Dict:
     return spaces.Dict(entries)
 
 
-@pytest.mark.parametrize("cell", ["ltc", "cfc"])
-def test_dt_is_integrated_and_dt_unit_is_the_default_step(cell):
+def _timed_policies(cell: str, T: int, **plain_kwargs):
+    """A policy with a "dt" entry and one without (same weights, ``plain_kwargs`` added),
+    and ``mean_action(policy, dt=None)`` on one fixed sequence of T observations."""
     torch.manual_seed(0)
     kw = dict(cell=cell, units=6, dt_unit=0.05)
     act = spaces.Box(-1, 1, (1,), np.float32)
     timed = MultiInputLiquidRecurrentPolicy(_dict_space(True), act, lambda _: 1e-3, **kw)
-    plain = MultiInputLiquidRecurrentPolicy(_dict_space(False), act, lambda _: 1e-3, **kw)
+    plain = MultiInputLiquidRecurrentPolicy(_dict_space(False), act, lambda _: 1e-3, **kw, **plain_kwargs)
     plain.load_state_dict(timed.state_dict())
-    T = 6
     x = torch.rand(T, 3) * 2 - 1
     zeros = timed.lstm_actor.pack(torch.zeros(1, timed.lstm_actor.state_size))
     starts = torch.zeros(T)
@@ -206,6 +206,13 @@ def test_dt_is_integrated_and_dt_unit_is_the_default_step(cell):
         with torch.no_grad():
             return policy.get_distribution(obs, zeros, starts)[0].distribution.mean
 
+    return timed, plain, mean_action
+
+
+@pytest.mark.parametrize("cell", ["ltc", "cfc"])
+def test_dt_is_integrated_and_dt_unit_is_the_default_step(cell):
+    T = 6
+    timed, plain, mean_action = _timed_policies(cell, T)
     reference = mean_action(plain)
     torch.testing.assert_close(mean_action(timed, torch.full((T,), 0.05)), reference)
     # dt <= 0 (the reset observation of IrregularTime, padding) counts as step_time (default 1).
@@ -224,29 +231,15 @@ def test_dt_is_integrated_and_dt_unit_is_the_default_step(cell):
 def test_step_time_is_the_elapsed_time_of_steps_without_dt(cell):
     """step_time=s without a dt entry runs the cells as a constant dt == s * dt_unit would;
     1.0 is the plain one-unit step; it is kept by save/load and checked."""
-    torch.manual_seed(0)
-    kw = dict(cell=cell, units=6, dt_unit=0.05)
-    act = spaces.Box(-1, 1, (1,), np.float32)
-    timed = MultiInputLiquidRecurrentPolicy(_dict_space(True), act, lambda _: 1e-3, **kw)
-    slow = MultiInputLiquidRecurrentPolicy(_dict_space(False), act, lambda _: 1e-3, step_time=0.3, **kw)
-    plain = MultiInputLiquidRecurrentPolicy(_dict_space(False), act, lambda _: 1e-3, **kw)
-    slow.load_state_dict(timed.state_dict())
-    plain.load_state_dict(timed.state_dict())
     T = 5
-    x = torch.rand(T, 3) * 2 - 1
-    zeros = timed.lstm_actor.pack(torch.zeros(1, timed.lstm_actor.state_size))
-    starts = torch.zeros(T)
-
-    def mean_action(policy, dt=None):
-        obs = {"obs": x} if dt is None else {"obs": x, "dt": dt.reshape(T, 1)}
-        with torch.no_grad():
-            return policy.get_distribution(obs, zeros, starts)[0].distribution.mean
-
+    timed, slow, mean_action = _timed_policies(cell, T, step_time=0.3)
+    _, plain, _ = _timed_policies(cell, T)
+    plain.load_state_dict(timed.state_dict())
     torch.testing.assert_close(mean_action(slow), mean_action(timed, torch.full((T,), 0.3 * 0.05)))
     assert (mean_action(slow) - mean_action(plain)).abs().max() > 1e-3 * mean_action(plain).abs().max()
     assert slow._get_constructor_parameters()["step_time"] == 0.3
     with pytest.raises(ValueError, match="step_time must be a finite number > 0"):
-        MultiInputLiquidRecurrentPolicy(_dict_space(False), act, lambda _: 1e-3, step_time=0.0, **kw)
+        _timed_policies(cell, T, step_time=0.0)
 
 
 def test_recurrent_ppo_trains_with_irregular_time():
