@@ -23,11 +23,13 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_rl  # noqa: E402  (the suite's settings and env wrappers)
 
+from liquid_rl.agents.diagnostics import core_neurons  # noqa: E402
+
 
 def ltc_cell(model: object) -> torch.nn.Module | None:
     """The actor's LTCCell, or None for other cells."""
-    core = getattr(getattr(model, "policy", None), "lstm_actor", None)
-    cell = getattr(getattr(getattr(core, "core", None), "rnn", None), "rnn_cell", None)
+    actor = getattr(getattr(model, "policy", None), "lstm_actor", None)
+    cell = getattr(getattr(getattr(actor, "core", None), "rnn", None), "rnn_cell", None)
     return cell if cell is not None and hasattr(cell, "time_constants") else None
 
 
@@ -64,7 +66,7 @@ def main() -> None:
             raw = eval_env.get_original_obs()[0].copy()
             action, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
             if episode == 0 and isinstance(state, tuple):
-                states_seen.append(np.concatenate([state[0].reshape(-1), state[1].reshape(-1)]))
+                states_seen.append(state)          # (h, c), each (1, 1, hidden): the packed flat state
                 inputs_seen.append(obs.reshape(-1).copy())
             obs, _, done, info = eval_env.step(action)
             start, steps = done, steps + 1
@@ -73,8 +75,9 @@ def main() -> None:
                       f"time limit {bool(info[0].get('TimeLimit.truncated', False))}")
                 break
     if cell is not None and sigma0 is not None:
-        n = cell.state_size
-        h = torch.tensor(np.array(states_seen))[:, :n].float()   # the packed state's first N entries
+        actor = model.policy.lstm_actor
+        flat = torch.cat([actor.unpack((torch.as_tensor(h), torch.as_tensor(c))) for h, c in states_seen])
+        h = core_neurons(actor.core, flat).float()
         x = torch.tensor(np.array(inputs_seen)).float()
         with torch.no_grad():
             tau = cell.time_constants(h, x).numpy().ravel()
