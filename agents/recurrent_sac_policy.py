@@ -38,7 +38,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from liquid_rl.cells import CELLS, build_core
-from liquid_rl.policies import action_output_size, resolve_output_size, resolve_wiring
+from liquid_rl.policies import action_output_size, check_step_time, resolve_output_size, resolve_wiring
 from liquid_rl.wirings import Wiring
 
 LOG_STD_MAX = 2
@@ -47,18 +47,20 @@ LOG_STD_MIN = -20
 
 def core_spec(cell: str, units: int, wiring: str | Wiring | dict[str, Any] = "full",
               output_size: int | None = None, cell_options: dict[str, Any] | None = None,
-              default_wired: int = 1) -> dict[str, Any]:
+              default_wired: int = 1, step_time: float = 1.0) -> dict[str, Any]:
     """Check a recurrent core's description (the options of ``LiquidRecurrentPolicy``)
-    and return what :func:`make_core` needs. ``output_size`` defaults as there: all
-    ``units`` for "full", ``default_wired`` (the action size) for "ncp"/"random", the
-    motor count of a Wiring. Raises ValueError with one line on bad input."""
+    and return what :func:`make_core` and :func:`_unroll_core` need. ``output_size``
+    defaults as there: all ``units`` for "full", ``default_wired`` (the action size) for
+    "ncp"/"random", the motor count of a Wiring; ``step_time`` is the cell time of one
+    env step. Raises ValueError with one line on bad input."""
     if cell not in CELLS:
         raise ValueError(f"Unknown cell {cell!r}; choose one of {sorted(CELLS)}")
     if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
         raise ValueError(f"units must be a positive integer, got {units!r}")
     resolve_wiring(wiring)  # validates
     out = resolve_output_size(cell, int(units), wiring, output_size, default_wired)
-    return dict(cell=cell, units=int(units), wiring=wiring, output_size=out, options=dict(cell_options or {}))
+    return dict(cell=cell, units=int(units), wiring=wiring, output_size=out, options=dict(cell_options or {}),
+                step_time=check_step_time(step_time))
 
 
 def make_core(spec: dict[str, Any], input_size: int) -> nn.Module:
@@ -71,15 +73,21 @@ def make_core(spec: dict[str, Any], input_size: int) -> nn.Module:
     return core
 
 
+def _timespan(spec: dict[str, Any]) -> float | None:
+    """The core's timespans argument for one env step: None for ncps' unit step."""
+    step_time = spec.get("step_time", 1.0)
+    return None if step_time == 1.0 else step_time
+
+
 def _unroll_core(core: nn.Module, x: th.Tensor, state: th.Tensor, resets: th.Tensor,
-                 burn_in: int) -> th.Tensor:
-    """Run ``core`` over x (T, B, I) from state (B, S); the first ``burn_in`` steps only
-    rebuild the state, without gradient. Returns the outputs of the other steps,
-    (T - burn_in, B, O)."""
+                 burn_in: int, timespan: float | None = None) -> th.Tensor:
+    """Run ``core`` over x (T, B, I) from state (B, S), ``timespan`` cell time per step
+    (None: one unit); the first ``burn_in`` steps only rebuild the state, without
+    gradient. Returns the outputs of the other steps, (T - burn_in, B, O)."""
     if burn_in > 0:
         with th.no_grad():
-            _, state = core(x[:burn_in], state, None, resets[:burn_in])
-    y, _ = core(x[burn_in:], state, None, resets[burn_in:])
+            _, state = core(x[:burn_in], state, timespan, resets[:burn_in])
+    y, _ = core(x[burn_in:], state, timespan, resets[burn_in:])
     return y
 
 
@@ -143,7 +151,7 @@ class RecurrentActor(BasePolicy):
         """Core outputs for obs (T, B, *obs_shape) from state (B, S) with resets (T, B):
         the first ``burn_in`` steps run without gradient and are dropped; returns
         (T - burn_in, B, O)."""
-        return _unroll_core(self.core, self._features(obs), state, resets, burn_in)
+        return _unroll_core(self.core, self._features(obs), state, resets, burn_in, _timespan(self.core_spec))
 
     def dist_params(self, latent: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """Core outputs (..., O) -> mean, log_std (..., A) of the Gaussian before tanh."""
@@ -163,7 +171,8 @@ class RecurrentActor(BasePolicy):
         squashed action (B, A) in [-1, 1], next state (B, S). The state is zeroed
         where ``episode_start`` is True before the step."""
         features = self.extract_features(obs, self.features_extractor)
-        latent, state = self.core(features.unsqueeze(0), state, None, episode_start.bool().unsqueeze(0))
+        latent, state = self.core(features.unsqueeze(0), state, _timespan(self.core_spec),
+                                  episode_start.bool().unsqueeze(0))
         mean, log_std = self.dist_params(latent[0])
         actions = self.action_dist.actions_from_params(mean, log_std, deterministic=deterministic)
         return actions, state
@@ -228,8 +237,8 @@ class RecurrentCritic(BaseModel):
         T, B = obs.shape[:2]
         features = self.extract_features(obs.reshape(T * B, *obs.shape[2:]), self.features_extractor)
         features = features.reshape(T, B, -1)
-        latents = [_unroll_core(core, features, th.zeros(B, core.state_size, device=features.device), resets, burn_in)
-                   for core in self.cores]
+        latents = [_unroll_core(core, features, th.zeros(B, core.state_size, device=features.device), resets, burn_in,
+                                _timespan(self.core_spec)) for core in self.cores]
         return latents * self.n_critics if self.share_core else latents
 
     def q_values(self, latents: list[th.Tensor], actions: th.Tensor) -> list[th.Tensor]:
@@ -268,6 +277,9 @@ class RecurrentSACPolicy(BasePolicy):
     :param n_critics: number of Q-networks.
     :param share_critic_core: the Q heads share one critic core (pomdp-baselines'
         design, the default) or each Q has its own core (costs one more core per update).
+    :param step_time: cell time of one env step, for every core (1.0: ncps' unit step).
+        An LTC starts with time constants of about 0.1 unit, so at 1.0 its state settles
+        within each step; a smaller value (e.g. 0.1) lets it carry more across steps.
     :param cell_options: the actor cell's own options (LTC: ``ode_unfolds``, ``solver``,
         ``mixed_memory``; CfC: ``mode``, ``backbone_units``; wired: ``seed``,
         ``sparsity_level``; Liquid-S4: ``d_state``, ``liquid_degree``, ...).
@@ -300,6 +312,7 @@ class RecurrentSACPolicy(BasePolicy):
         optimizer_kwargs: dict[str, Any] | None = None,
         n_critics: int = 2,
         share_critic_core: bool = True,
+        step_time: float = 1.0,
         **cell_options: Any,
     ) -> None:
         if not isinstance(action_space, spaces.Box):
@@ -308,7 +321,7 @@ class RecurrentSACPolicy(BasePolicy):
                          optimizer_class=optimizer_class, optimizer_kwargs=optimizer_kwargs,
                          squash_output=True, normalize_images=normalize_images)
         n_actions = action_output_size(action_space)
-        self.actor_core = core_spec(cell, units, wiring, output_size, cell_options, n_actions)
+        self.actor_core = core_spec(cell, units, wiring, output_size, cell_options, n_actions, step_time)
         same_cell = critic_cell in (None, cell)
         self.critic_core = core_spec(
             critic_cell or cell,
@@ -317,11 +330,12 @@ class RecurrentSACPolicy(BasePolicy):
             critic_output_size if critic_output_size is not None else (output_size if same_cell else None),
             critic_cell_options if critic_cell_options is not None else (cell_options if same_cell else {}),
             n_actions,
+            step_time,
         )
         self._core_args = dict(
             cell=cell, units=units, wiring=wiring, output_size=output_size, critic_cell=critic_cell,
             critic_units=critic_units, critic_wiring=critic_wiring, critic_output_size=critic_output_size,
-            critic_cell_options=critic_cell_options, **cell_options,
+            critic_cell_options=critic_cell_options, step_time=step_time, **cell_options,
         )
         if net_arch is None:
             net_arch = [256, 256]

@@ -33,7 +33,7 @@ from torch import nn
 
 from liquid_rl.cells import CELLS, build_core
 from liquid_rl.conv import NCPConvHead
-from liquid_rl.policies import resolve_output_size, resolve_wiring
+from liquid_rl.policies import check_step_time, resolve_output_size, resolve_wiring
 from liquid_rl.wirings import Wiring
 
 __all__ = ["LiquidHistoryExtractor"]
@@ -55,6 +55,9 @@ class LiquidHistoryExtractor(BaseFeaturesExtractor):
         features_dim: if given, a Linear layer maps the cell's last output to this many
             features; otherwise the features are the last output (output_size).
         conv_features: features per image from the conv head (images only).
+        step_time: cell time between two frames (1.0: ncps' unit step). An LTC starts with
+            time constants of about 0.1 unit, so a smaller value (e.g. 0.1) lets its state
+            carry more from frame to frame.
         **cell_options: the cell's own options (ode_unfolds, solver, mode, ...).
 
     ``forward(obs (B, K * D) or (B, K * C, H, W)) -> (B, features_dim)``: the output of the
@@ -63,7 +66,8 @@ class LiquidHistoryExtractor(BaseFeaturesExtractor):
 
     def __init__(self, observation_space: spaces.Space, history: int, cell: str = "ltc", units: int = 32,
                  wiring: str | Wiring | dict[str, Any] = "full", output_size: int | None = None,
-                 features_dim: int | None = None, conv_features: int = 32, **cell_options: Any) -> None:
+                 features_dim: int | None = None, conv_features: int = 32, step_time: float = 1.0,
+                 **cell_options: Any) -> None:
         if not isinstance(history, (int, np.integer)) or isinstance(history, bool) or history < 1:
             raise ValueError(f"history must be a positive integer (the n_stack of VecFrameStack), got {history!r}")
         if cell not in CELLS:
@@ -92,6 +96,7 @@ class LiquidHistoryExtractor(BaseFeaturesExtractor):
         out = resolve_output_size(cell, int(units), wiring, output_size, max(1, int(units) // 4))
         super().__init__(observation_space, features_dim or out)
         self.history = int(history)
+        self.step_time = check_step_time(step_time)
         self.image = image
         self.head: NCPConvHead | None = None
         if image:
@@ -114,5 +119,5 @@ class LiquidHistoryExtractor(BaseFeaturesExtractor):
             x = frames
         x = x.transpose(0, 1)                                                    # (K, B, F)
         state = x.new_zeros((B, self.core.state_size))
-        y, _ = self.core(x, state, None, None)
+        y, _ = self.core(x, state, None if self.step_time == 1.0 else self.step_time, None)
         return self.proj(y[-1])

@@ -101,6 +101,15 @@ def resolve_output_size(cell: str, units: int, wiring: str | Wiring | dict[str, 
     return max(1, min(default_wired, units - 3))
 
 
+def check_step_time(step_time: float) -> float:
+    """``step_time`` (cell time of one env step without a dt entry) as a float; ValueError
+    unless finite and > 0."""
+    if isinstance(step_time, bool) or not isinstance(step_time, (int, float, np.number)) \
+            or not (float(step_time) > 0 and np.isfinite(step_time)):
+        raise ValueError(f"step_time must be a finite number > 0 (cell time per env step), got {step_time!r}")
+    return float(step_time)
+
+
 class CoreAsLSTM(nn.Module):
     """A core (``liquid_rl.cells``) dressed as the ``nn.LSTM`` that RecurrentPPO expects.
 
@@ -222,13 +231,11 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
             raise ValueError("shared_lstm=True needs share_features_extractor=True")
         if not float(dt_unit) > 0:
             raise ValueError(f"dt_unit must be > 0 (elapsed time of one cell step), got {dt_unit!r}")
-        if not (float(step_time) > 0 and np.isfinite(step_time)):
-            raise ValueError(f"step_time must be a finite number > 0 (cell time per env step), got {step_time!r}")
         self._check_observation_space(observation_space, dt_key)
         resolve_wiring(wiring)  # validate early, before any module is built
         self.cell, self.units, self.wiring = cell, int(units), wiring
         self.cell_options = dict(cell_options)
-        self.dt_key, self.dt_unit, self.step_time = dt_key, float(dt_unit), float(step_time)
+        self.dt_key, self.dt_unit, self.step_time = dt_key, float(dt_unit), check_step_time(step_time)
         self._dt_in_obs = (isinstance(observation_space, spaces.Dict) and dt_key is not None
                            and dt_key in observation_space.spaces)
         self.output_size = resolve_output_size(cell, self.units, wiring, output_size,

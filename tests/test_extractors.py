@@ -124,3 +124,20 @@ def test_cell_options_reach_the_cell():
     assert ext.core.rnn.rnn_cell._ode_unfolds == 2 and ext.core.rnn.rnn_cell.solver == "rk4"
     same = build_core("ltc", 2, 5, ode_unfolds=2, solver="rk4")
     assert ext.core.state_size == same.state_size
+
+
+def test_step_time_is_the_cell_time_between_frames():
+    """step_time=s runs the cell with s units per frame: the core called with timespans s."""
+    space = spaces.Box(-1, 1, (4 * 3,))
+    obs = torch.rand(5, 12, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    ext = LiquidHistoryExtractor(space, history=4, cell="ltc", units=6, step_time=0.2)
+    unit = LiquidHistoryExtractor(space, history=4, cell="ltc", units=6)
+    unit.load_state_dict(ext.state_dict())
+    frames = obs.reshape(5, 4, 3).transpose(0, 1)
+    with torch.no_grad():
+        y, _ = ext.core(frames, torch.zeros(5, ext.core.state_size), torch.full((4, 5, 1), 0.2), None)
+        torch.testing.assert_close(ext(obs), y[-1])
+        assert (ext(obs) - unit(obs)).abs().max() > 1e-3
+    for bad in (0.0, -1.0, float("nan"), True):
+        with pytest.raises(ValueError, match="step_time must be a finite number > 0"):
+            LiquidHistoryExtractor(space, history=4, step_time=bad)

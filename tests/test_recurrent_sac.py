@@ -128,6 +128,33 @@ def test_training_unroll_matches_acting_step_by_step(cell):
     th.testing.assert_close(th.tanh(mean), th.stack(stepped)[2:], atol=1e-5, rtol=1e-4)
 
 
+def test_step_time_reaches_actor_critic_and_target_cores(tmp_path):
+    """step_time=s: every core runs s cell units per env step, in acting and in replay,
+    and a saved agent keeps it."""
+    model = make("ltc", n_envs=1, policy_kwargs=dict(step_time=0.25))
+    unit = make("ltc", n_envs=1)
+    unit.policy.load_state_dict(model.policy.state_dict())
+    g = th.Generator().manual_seed(1)
+    obs = th.rand(5, 2, 3, generator=g) * 2 - 1
+    resets = th.zeros(5, 2, dtype=th.bool)
+    with th.no_grad():
+        timed = model.actor.core(model.actor._features(obs), model.actor.initial_state(2), th.full((5, 2, 1), 0.25),
+                                 resets)[0]
+        th.testing.assert_close(model.actor.unroll(obs, model.actor.initial_state(2), resets), timed)
+        assert (unit.actor.unroll(obs, unit.actor.initial_state(2), resets) - timed).abs().max() > 1e-3
+        _, state = model.actor.act(obs[0], model.actor.initial_state(2), resets[0])
+        th.testing.assert_close(state, model.actor.core(model.actor._features(obs[:1]), model.actor.initial_state(2),
+                                                        0.25, resets[:1])[1])
+        for critic in (model.critic, model.critic_target):
+            features = critic.extract_features(obs.reshape(10, 3), critic.features_extractor).reshape(5, 2, -1)
+            expected = critic.cores[0](features, th.zeros(2, critic.cores[0].state_size), 0.25, resets)[0]
+            th.testing.assert_close(critic.unroll(obs, resets)[0], expected)
+    model.save(tmp_path / "timed.zip")
+    loaded = RecurrentSAC.load(tmp_path / "timed.zip", device="cpu")
+    assert loaded.policy.actor.core_spec["step_time"] == 0.25
+    assert loaded.policy.critic.core_spec["step_time"] == 0.25
+
+
 def test_stored_states_are_the_actors_acting_states():
     model = make("cfc", burn_in_state="stored", learning_starts=10_000)
     model.learn(120)  # no update: the actor does not change
@@ -255,6 +282,7 @@ def test_replay_buffer_round_trip_and_resume(tmp_path):
         (dict(policy_kwargs=dict(units=0)), "units must be a positive int"),
         (dict(policy_kwargs=dict(cell="lstm", wiring="ncp")), "wiring='full'"),
         (dict(policy_kwargs=dict(wiring="grid")), "Unknown wiring 'grid'"),
+        (dict(policy_kwargs=dict(step_time=0)), "step_time must be a finite number > 0"),
         (dict(policy_kwargs=dict(cell="cfc", ode_unfolds=3)), "Bad option for cell 'cfc'"),
         (dict(burn_in_state="random"), "burn_in_state"),
         (dict(sequence_length=0), "sequence_length"),
