@@ -257,10 +257,16 @@ def _recurrent_sac_policy(kind: str) -> Any:
 
 
 def linear_schedule(start: float) -> Callable[[float], float]:
-    """``lin_<start>``: decays linearly from ``start`` to 0 over training."""
+    """``lin_<start>``: decays linearly from ``start`` to 0 over training, then stays at 0.
+
+    SB3 counts progress as ``1 - num_timesteps / total_timesteps``, which goes below 0 on
+    the last update when the last rollout ends past the budget (e.g. 4 envs x 1024 steps
+    into 150k); unclamped, that update would run with a negative learning rate (gradient
+    ascent) or clip range.
+    """
 
     def schedule(progress_remaining: float) -> float:
-        return progress_remaining * start
+        return max(progress_remaining, 0.0) * start
 
     return schedule
 

@@ -72,7 +72,7 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize
 
 import liquid_rl.envs  # noqa: F401  (registers the envs)
-from liquid_rl.agents.build import normalization_from_json, normalization_to_json
+from liquid_rl.agents.build import linear_schedule, normalization_from_json, normalization_to_json
 from liquid_rl.agents.safe_load import atomic_write_bytes
 
 CARTPOLE = "liquid_rl/CartPoleNoVel-v1"
@@ -152,8 +152,7 @@ def _liquid(**kwargs: Any) -> dict[str, Any]:
 
 def _schedule(value: Any) -> Any:
     if isinstance(value, str) and value.startswith("lin_"):
-        v0 = float(value[4:])
-        return lambda progress: progress * v0
+        return linear_schedule(float(value[4:]))
     return value
 
 

@@ -7,6 +7,8 @@ import copy
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from liquid_rl.agents.build import check_buildable, policy_spec
 from liquid_rl.agents.config import ConfigError, apply_overrides, dump_config, load_config, validate_config
@@ -131,10 +133,35 @@ def test_linear_schedules_and_action_noise_become_objects():
                                       "algo.hyperparams.action_noise": "{type: normal, sigma: 0.2}"}))
     hyper = _hyperparams(cfg, spaces.Box(-1, 1, (2,)))
     assert hyper["learning_rate"](1.0) == pytest.approx(0.001) and hyper["learning_rate"](0.25) == pytest.approx(0.00025)
+    assert hyper["learning_rate"](-0.01) == 0.0  # past the budget: stays at 0, never negative
     assert isinstance(hyper["action_noise"], NormalActionNoise)
     assert list(hyper["action_noise"]._sigma) == [0.2, 0.2]
     assert "unknown key 'algo.hyperparams.action_noise'" in \
         error_of(cfg_with(**{"algo.hyperparams.action_noise": "{type: normal, sigma: 0.2}"}))
+
+
+@given(start=st.floats(1e-6, 1.0), progress=st.floats(-1.0, 1.0))
+def test_linear_schedule_decays_to_zero_and_never_goes_negative(start, progress):
+    from liquid_rl.agents.build import linear_schedule
+
+    value = linear_schedule(start)(progress)
+    assert value == (progress * start if progress > 0 else 0.0)
+    assert 0.0 <= value <= start
+
+
+def test_last_update_past_the_budget_runs_with_zero_learning_rate_and_clip_range():
+    """A rollout that ends past total_timesteps makes SB3's progress negative; the update
+    after it must not ascend the loss (negative learning rate) or clip with a negative range."""
+    from stable_baselines3 import PPO
+
+    from liquid_rl.agents.build import linear_schedule
+
+    model = PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu",
+                learning_rate=linear_schedule(1e-3), clip_range=linear_schedule(0.2))
+    model.learn(100)  # two rollouts of 64: the second ends at 128, past the budget
+    assert model.num_timesteps == 128 and model._current_progress_remaining < 0
+    assert model.policy.optimizer.param_groups[0]["lr"] == 0.0
+    assert model.logger.name_to_value["train/clip_range"] == 0.0
 
 
 def test_policy_types_fit_their_algorithms():
