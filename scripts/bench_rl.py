@@ -110,6 +110,7 @@ class Spec:
     policy: str
     steps: int
     build: Callable[[VecEnv, int], BaseAlgorithm]
+    algo: type[BaseAlgorithm]   # what ``build`` returns: the class a checkpoint loads with
     n_envs: int = 1
     n_stack: int = 1
     info: dict[str, Any] = field(default_factory=dict)
@@ -186,7 +187,8 @@ def recurrent_ppo_specs() -> list[Spec]:
             LiquidRecurrentPolicy, env, seed=s, **_hyper(t), policy_kwargs=dict(ZOO_HEAD, cell="lstm", units=64)),
     }
     return [Spec("recurrent_ppo", task, name, ZOO[task]["steps"],
-                 (lambda env, s, f=f, task=task: f(task, env, s)), n_envs=ZOO[task]["n_envs"],
+                 (lambda env, s, f=f, task=task: f(task, env, s)), PPO if name == "mlp" else RecurrentPPO,
+                 n_envs=ZOO[task]["n_envs"],
                  info=dict(ZOO[task]["hyper"], head="pi [64] vf [64] ReLU"), gamma=_hyper(task)["gamma"])
             for task in (CARTPOLE, PENDULUM) for name, f in policies.items()]
 
@@ -211,7 +213,7 @@ def lane_specs() -> list[Spec]:
                 c, env, seed=s, **_hyper(t), policy_kwargs=dict(LANE_HEAD, lstm_hidden_size=64, **conv)),
         }
         for name, build in builds.items():
-            specs.append(Spec("lane", task, name, ZOO[task]["steps"], build, n_envs=ZOO[task]["n_envs"],
+            specs.append(Spec("lane", task, name, ZOO[task]["steps"], build, RecurrentPPO, n_envs=ZOO[task]["n_envs"],
                               info=dict(ZOO[task]["hyper"], head="pi [] vf [64]",
                                         features="NCP conv head, 32 features" if pixels else "observation"),
                               gamma=_hyper(task)["gamma"]))
@@ -236,7 +238,7 @@ def sac_history_specs() -> list[Spec]:
         "mlp-framestack": lambda env, s: SAC("MlpPolicy", env, seed=s, **SAC_PENDULUM["hyper"],
                                              policy_kwargs=dict(net_arch=[64, 64])),
     }
-    return [Spec("sac_history", PENDULUM, name, SAC_PENDULUM["steps"], b, n_stack=k,
+    return [Spec("sac_history", PENDULUM, name, SAC_PENDULUM["steps"], b, SAC, n_stack=k,
                  info=dict(SAC_PENDULUM["hyper"], n_stack=k, net_arch=[64, 64]), normalize="none")
             for name, b in builds.items()]
 
@@ -344,8 +346,7 @@ def load_checkpoint(path: str, spec: Spec, seed: int) -> tuple[BaseAlgorithm, Ve
     if progress["normalization"] is not None:
         assert isinstance(env, VecNormalize)
         normalization_from_json(env, progress["normalization"])
-    probe = spec.build(env, seed)
-    model = type(probe).load(path, env=env, device="cpu")
+    model = spec.algo.load(path, env=env, device="cpu")
     model.set_random_seed(seed + progress["num_timesteps"])
     return model, env, float(progress["wall_s"]), list(progress.get("curve", [])), best
 
@@ -413,6 +414,7 @@ def run_one(spec: Spec, seed: int, n_eval: int, checkpoints: str | None = None, 
     else:
         env = make_env(spec, seed, training=True)
         model = spec.build(env, seed)
+        assert isinstance(model, spec.algo), f"{spec.policy}: built {type(model).__name__}, spec says {spec.algo.__name__}"
     callbacks: list[BaseCallback] = []
     if curve_every > 0:   # before the checkpoint, which then holds the newest point
         curve_env = make_env(spec, seed + 20_000, training=False, train_env=env)
