@@ -38,7 +38,13 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from liquid_rl.cells import CELLS, build_core
-from liquid_rl.policies import action_output_size, check_step_time, resolve_output_size, resolve_wiring
+from liquid_rl.policies import (
+    action_output_size,
+    check_step_time,
+    resolve_output_size,
+    resolve_wiring,
+    step_timespan,
+)
 from liquid_rl.wirings import Wiring
 
 LOG_STD_MAX = 2
@@ -74,9 +80,8 @@ def make_core(spec: dict[str, Any], input_size: int) -> nn.Module:
 
 
 def _timespan(spec: dict[str, Any]) -> float | None:
-    """The core's timespans argument for one env step: None for ncps' unit step."""
-    step_time = spec.get("step_time", 1.0)
-    return None if step_time == 1.0 else step_time
+    """The core's timespans argument for one env step (specs saved before step_time: 1.0)."""
+    return step_timespan(spec.get("step_time", 1.0))
 
 
 def _unroll_core(core: nn.Module, x: th.Tensor, state: th.Tensor, resets: th.Tensor,

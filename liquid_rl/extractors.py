@@ -33,7 +33,7 @@ from torch import nn
 
 from liquid_rl.cells import CELLS, build_core
 from liquid_rl.conv import NCPConvHead
-from liquid_rl.policies import check_step_time, resolve_output_size, resolve_wiring
+from liquid_rl.policies import check_step_time, resolve_output_size, resolve_wiring, step_timespan
 from liquid_rl.wirings import Wiring
 
 __all__ = ["LiquidHistoryExtractor"]
@@ -119,5 +119,5 @@ class LiquidHistoryExtractor(BaseFeaturesExtractor):
             x = frames
         x = x.transpose(0, 1)                                                    # (K, B, F)
         state = x.new_zeros((B, self.core.state_size))
-        y, _ = self.core(x, state, None if self.step_time == 1.0 else self.step_time, None)
+        y, _ = self.core(x, state, step_timespan(self.step_time), None)
         return self.proj(y[-1])

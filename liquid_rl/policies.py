@@ -110,6 +110,12 @@ def check_step_time(step_time: float) -> float:
     return float(step_time)
 
 
+def step_timespan(step_time: float) -> float | None:
+    """The cores' ``timespans`` argument for a constant ``step_time``: None for ncps' unit
+    step (the cores' path without elapsed times), else the number."""
+    return None if step_time == 1.0 else float(step_time)
+
+
 class CoreAsLSTM(nn.Module):
     """A core (``liquid_rl.cells``) dressed as the ``nn.LSTM`` that RecurrentPPO expects.
 
@@ -299,7 +305,7 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
     def _timespans(self, obs: PyTorchObs) -> Tensor | None:
         """Elapsed time per sample (N, 1) in cell units; None for one unit per step."""
         if not self._dt_in_obs:
-            if self.step_time == 1.0:
+            if step_timespan(self.step_time) is None:
                 return None
             first = next(iter(obs.values())) if isinstance(obs, dict) else obs
             return th.full((first.shape[0], 1), self.step_time, device=first.device)
