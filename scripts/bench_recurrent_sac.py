@@ -16,6 +16,7 @@ replay buffer) under ``--checkpoints``, so an interrupted run resumes from its l
 checkpoint and a rerun skips finished rows::
 
     python scripts/bench_recurrent_sac.py --speed
+    python scripts/bench_recurrent_sac.py --speed --device cuda
     python scripts/bench_recurrent_sac.py --learn --tasks PendulumNoVel-v1 --seeds 0 1 2
     python scripts/bench_recurrent_sac.py --learn --tasks HalfCheetah-P-v5 HalfCheetah-V-v5 --seeds 0 1 2
     python scripts/bench_recurrent_sac.py --summary
@@ -32,15 +33,21 @@ Policies (``--policies`` selects):
   (CfC, 64 units) in actor and critic.
 
 Budgets and hyperparameters per task are in ``TASKS``; all policies of a task share them.
-Seeds run outermost, so every (task, policy) gets seed 0 before any gets seed 1.
+Seeds run outermost, so every (task, policy) gets seed 0 before any gets seed 1. On a machine
+with many cores, ``--jobs N`` runs N of them at once, each in its own process::
+
+    python scripts/bench_recurrent_sac.py --learn --tasks HalfCheetah-P-v5 --policies sac-mlp sac-stack --jobs 6
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 import traceback
 from collections import defaultdict
@@ -80,9 +87,9 @@ def make_env(task: str, policy: str, seed: int) -> VecEnv:
     return env
 
 
-def make_model(task: str, policy: str, env: VecEnv, seed: int) -> BaseAlgorithm:
+def make_model(task: str, policy: str, env: VecEnv, seed: int, device: str = "cpu") -> BaseAlgorithm:
     hp = {k: v for k, v in TASKS[task].items() if k != "steps"}
-    common = dict(seed=seed, device="cpu", verbose=0, **hp)
+    common = dict(seed=seed, device=device, verbose=0, **hp)
     if policy.startswith("rsac-"):
         cell = policy.split("-", 1)[1]
         return RecurrentSAC("RecurrentSACPolicy", env, policy_kwargs=dict(cell=cell, units=64, net_arch=[256, 256]),
@@ -110,9 +117,23 @@ def evaluate(model: BaseAlgorithm, task: str, policy: str, seed: int, episodes: 
     return float(mean), float(std)
 
 
-def run_one(task: str, policy: str, seed: int, eval_every: int, checkpoints: str) -> dict[str, Any]:
+def machine(device: str) -> str:
+    """The processor (and GPU) a row was measured on: wall times differ between machines."""
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    if torch.device(device).type == "cuda":
+        return f"{torch.cuda.get_device_name()}, {cpu}"
+    return cpu
+
+
+def run_one(task: str, policy: str, seed: int, eval_every: int, checkpoints: str,
+            device: str = "cpu", steps: int | None = None) -> dict[str, Any]:
     """Train (resuming from a checkpoint if one exists), evaluate, return the result row."""
-    steps = TASKS[task]["steps"]
+    steps = steps or TASKS[task]["steps"]
     ckpt = os.path.join(checkpoints, f"{task}_{policy}_{seed}")
     env = make_env(task, policy, seed)
     cls = RecurrentSAC if policy.startswith("rsac-") else SAC
@@ -121,11 +142,11 @@ def run_one(task: str, policy: str, seed: int, eval_every: int, checkpoints: str
     if found is not None:
         with open(os.path.join(found, "progress.json")) as f:
             progress = json.load(f)
-        model = cls.load(os.path.join(found, "model.zip"), env=env, device="cpu")
+        model = cls.load(os.path.join(found, "model.zip"), env=env, device=device)
         model.load_replay_buffer(os.path.join(found, "buffer.pkl"))
         print(f"  resumed at {model.num_timesteps} steps", flush=True)
     else:
-        model = make_model(task, policy, env, seed)
+        model = make_model(task, policy, env, seed, device)
     while model.num_timesteps < steps:
         t0 = time.time()
         chunk = min(eval_every, steps - model.num_timesteps)
@@ -141,8 +162,8 @@ def run_one(task: str, policy: str, seed: int, eval_every: int, checkpoints: str
     row = dict(task=task, policy=policy, seed=seed, steps=int(model.num_timesteps), mean_return=round(mean, 2),
                std_return=round(std, 2), best_curve_return=max(r for _, r in progress["curve"]),
                curve=progress["curve"], updates=int(model._n_updates), wall_s=round(progress["wall_s"]),
-               actor_params=count_params(model), hyperparameters={k: v for k, v in TASKS[task].items()},
-               sequence=RSAC if policy.startswith("rsac-") else None)
+               actor_params=count_params(model), hyperparameters={**TASKS[task], "steps": steps},
+               sequence=RSAC if policy.startswith("rsac-") else None, device=device, machine=machine(device))
     env.close()
     for path in (ckpt, ckpt + ".old"):
         shutil.rmtree(path, ignore_errors=True)
@@ -181,23 +202,61 @@ def load_rows(path: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def planned_runs(args: argparse.Namespace) -> list[tuple[str, str, int]]:
+    """(task, policy, seed) in suite order, seeds outermost; the default policies differ per task."""
+    return [(task, policy, seed) for seed in args.seeds for task in args.tasks
+            for policy in (args.policies or default_policies(task))]
+
+
+def append_row(path: str, row: dict[str, Any]) -> None:
+    """One JSON line, under a lock: parallel runs (``--jobs``) share the results file."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def learn(args: argparse.Namespace) -> None:
-    for seed in args.seeds:
-        for task in args.tasks:
-            for policy in args.policies:
-                done = {(r["task"], r["policy"], r["seed"]) for r in load_rows(args.results)}
-                if (task, policy, seed) in done:
-                    continue
-                print(f"{task} {policy} seed {seed}", flush=True)
-                try:
-                    row = run_one(task, policy, seed, args.eval_every, args.checkpoints)
-                except Exception:  # one failed run must not stop the suite
-                    traceback.print_exc()
-                    continue
-                os.makedirs(os.path.dirname(args.results) or ".", exist_ok=True)
-                with open(args.results, "a") as f:
-                    f.write(json.dumps(row) + "\n")
-                print(f"  -> {row['mean_return']:.1f} +- {row['std_return']:.1f}", flush=True)
+    if args.jobs > 1:
+        learn_in_parallel(args)
+        return
+    for task, policy, seed in planned_runs(args):
+        done = {(r["task"], r["policy"], r["seed"]) for r in load_rows(args.results)}
+        if (task, policy, seed) in done:
+            continue
+        print(f"{task} {policy} seed {seed}", flush=True)
+        try:
+            row = run_one(task, policy, seed, args.eval_every, args.checkpoints, args.device, args.steps)
+        except Exception:  # one failed run must not stop the suite
+            traceback.print_exc()
+            continue
+        append_row(args.results, row)
+        print(f"  -> {row['mean_return']:.1f} +- {row['std_return']:.1f}", flush=True)
+
+
+def learn_in_parallel(args: argparse.Namespace) -> None:
+    """Each pending run in its own process (one torch thread each), ``--jobs`` at a time;
+    a run's output goes to ``<checkpoints>/<task>_<policy>_<seed>.log``."""
+    done = {(r["task"], r["policy"], r["seed"]) for r in load_rows(args.results)}
+    pending = [run for run in planned_runs(args) if run not in done]
+    os.makedirs(args.checkpoints, exist_ok=True)
+    running: list[subprocess.Popen] = []
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            task, policy, seed = pending.pop(0)
+            cmd = [sys.executable, os.path.abspath(__file__), "--learn", "--tasks", task, "--policies", policy,
+                   "--seeds", str(seed), "--eval-every", str(args.eval_every), "--results", args.results,
+                   "--checkpoints", args.checkpoints, "--device", args.device]
+            if args.steps:
+                cmd += ["--steps", str(args.steps)]
+            log = open(os.path.join(args.checkpoints, f"{task}_{policy}_{seed}.log"), "a")
+            running.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
+            log.close()
+            print(f"started {task} {policy} seed {seed}", flush=True)
+        time.sleep(5)
+        running = [p for p in running if p.poll() is None]
 
 
 def summary(path: str) -> None:
@@ -226,29 +285,34 @@ SPEED_CONFIGS: dict[str, dict[str, Any]] = {
 
 def speed(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
-    done = {r["config"] for r in load_rows(args.speed_results)}
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    done = {(r["config"], r.get("device", "cpu")) for r in load_rows(args.speed_results)}
     for name in args.speed_configs:
-        if name in done:
+        if (name, device.type) in done:
             continue
         cfg = dict(SPEED_CONFIGS[name])
         env = make_vec_env(env_id("PendulumNoVel-v1"), n_envs=1, seed=0)
         fill = 2_000
         if name.startswith("rsac-"):
             policy_kwargs = dict(cell=cfg.pop("cell"), units=cfg.pop("units"), net_arch=[256, 256])
-            model: BaseAlgorithm = RecurrentSAC("RecurrentSACPolicy", env, learning_starts=fill, seed=0, device="cpu",
-                                                policy_kwargs=policy_kwargs, **cfg)
+            model: BaseAlgorithm = RecurrentSAC("RecurrentSACPolicy", env, learning_starts=fill, seed=0,
+                                                device=device, policy_kwargs=policy_kwargs, **cfg)
         else:
-            model = SAC("MlpPolicy", env, learning_starts=fill, seed=0, device="cpu", **cfg)
+            model = SAC("MlpPolicy", env, learning_starts=fill, seed=0, device=device, **cfg)
         model.learn(fill)  # fills the buffer, no update
         model.train(gradient_steps=2, batch_size=model.batch_size)  # warm-up
         n = args.updates
+        sync()
         t0, c0 = time.perf_counter(), time.process_time()
         model.train(gradient_steps=n, batch_size=model.batch_size)
+        sync()
         dt, dc = time.perf_counter() - t0, time.process_time() - c0
         row = dict(config=name, updates=n, seconds=round(dt, 2), updates_per_s=round(n / dt, 2),
                    cpu_seconds=round(dc, 2), updates_per_cpu_s=round(n / dc, 2),
                    transitions_per_update=cfg.get("batch_size", 0) * cfg.get("sequence_length", 1),
-                   settings=SPEED_CONFIGS[name], torch_threads=1, loadavg_1min=round(os.getloadavg()[0], 2))
+                   settings=SPEED_CONFIGS[name], torch_threads=1, loadavg_1min=round(os.getloadavg()[0], 2),
+                   device=device.type, machine=machine(args.device))
         print(json.dumps(row), flush=True)
         os.makedirs(os.path.dirname(args.speed_results) or ".", exist_ok=True)
         with open(args.speed_results, "a") as f:
@@ -272,6 +336,9 @@ def main() -> None:
     parser.add_argument("--speed-results", default="docs/results/recurrent_sac_speed.jsonl")
     parser.add_argument("--speed-configs", nargs="+", default=list(SPEED_CONFIGS), choices=list(SPEED_CONFIGS))
     parser.add_argument("--updates", type=int, default=100, help="timed gradient updates per configuration")
+    parser.add_argument("--device", default="cpu", help="torch device of the models (cpu, cuda)")
+    parser.add_argument("--steps", type=int, default=None, help="budget per run instead of the task's (smoke runs)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (--learn), one core each")
     args = parser.parse_args()
     if args.summary:
         summary(args.results)
@@ -279,12 +346,7 @@ def main() -> None:
         speed(args)
     else:
         torch.set_num_threads(1)
-        if args.policies is None:
-            for task in args.tasks:  # the defaults differ per task
-                sub = argparse.Namespace(**{**vars(args), "tasks": [task], "policies": default_policies(task)})
-                learn(sub)
-        else:
-            learn(args)
+        learn(args)
 
 
 def default_policies(task: str) -> list[str]:

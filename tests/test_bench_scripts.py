@@ -145,3 +145,20 @@ def test_probe_cartpole_reports_episode_ends_and_ltc_time_constants():
     ends = [line for line in out.splitlines() if line.startswith("episode ")]
     assert len(ends) == 2 and all("last x" in line and "time limit" in line for line in ends)
     assert "actor LTC time constants" in out and "sensory slopes" in out
+
+
+def test_bench_recurrent_sac_runs_jobs_in_parallel_and_skips_finished_rows(tmp_path):
+    """``--jobs 2``: both runs in their own processes, one row each in the shared results
+    file, a log per run; a rerun finds nothing left to do."""
+    results, ckpts = tmp_path / "rows.jsonl", tmp_path / "ckpt"
+    cmd = [sys.executable, str(ROOT / "scripts" / "bench_recurrent_sac.py"), "--learn", "--tasks", "PendulumNoVel-v1",
+           "--policies", "sac-mlp", "--seeds", "0", "1", "--steps", "200", "--eval-every", "200", "--jobs", "2",
+           "--results", str(results), "--checkpoints", str(ckpts)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout
+    assert out.count("started") == 2
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert sorted(r["seed"] for r in rows) == [0, 1]
+    assert all(r["steps"] == 200 and r["hyperparameters"]["steps"] == 200 and r["device"] == "cpu" for r in rows)
+    assert {p.name for p in ckpts.glob("*.log")} == {"PendulumNoVel-v1_sac-mlp_0.log", "PendulumNoVel-v1_sac-mlp_1.log"}
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout
+    assert "started" not in again and len(results.read_text().splitlines()) == 2
