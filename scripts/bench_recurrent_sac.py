@@ -118,13 +118,15 @@ def evaluate(model: BaseAlgorithm, task: str, policy: str, seed: int, episodes: 
 
 
 def machine(device: str) -> str:
-    """The processor (and GPU) a row was measured on: wall times differ between machines."""
+    """The processor, its core count (and the GPU) a row was measured on: wall times
+    differ between machines. Rows without it were measured on a 2-core machine."""
     cpu = "unknown CPU"
     try:
         with open("/proc/cpuinfo") as f:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    cpu = f"{cpu}, {os.cpu_count()} cores"
     if torch.device(device).type == "cuda":
         return f"{torch.cuda.get_device_name()}, {cpu}"
     return cpu
@@ -268,9 +270,12 @@ def summary(path: str) -> None:
     for (task, policy), rows in sorted(groups.items()):
         means = [r["mean_return"] for r in rows]
         per_seed = ", ".join(f"{r['mean_return']:.0f}" for r in sorted(rows, key=lambda r: r["seed"]))
-        wall = np.mean([r["wall_s"] for r in rows]) / 60
+        walls: dict[str, list[float]] = defaultdict(list)
+        for r in rows:
+            walls[r.get("machine", "2 cores").rsplit(", ", 1)[-1]].append(r["wall_s"] / 60)
+        wall = "; ".join(f"{np.mean(w):.0f} min ({m})" for m, w in sorted(walls.items()))
         print(f"| {task} | {policy} | {len(rows)} | {np.mean(means):.1f} +- {np.std(means):.1f} | {per_seed} "
-              f"| {wall:.0f} min |")
+              f"| {wall} |")
 
 
 # ------------------------------------------------------------------ speed
