@@ -156,6 +156,9 @@ def run_one(task: str, policy: str, seed: int, eval_every: int, checkpoints: str
         progress["wall_s"] += time.time() - t0
         mean, _ = evaluate(model, task, policy, seed, 5)
         progress["curve"].append([int(model.num_timesteps), round(mean, 2)])
+        # the entropy temperature beside the curve: where a run collapses, it shows whether alpha moved
+        if getattr(model, "log_ent_coef", None) is not None:
+            progress.setdefault("ent_coef", []).append(round(float(model.log_ent_coef.detach().exp().item()), 5))
         print(f"  {task} {policy} seed {seed}: {model.num_timesteps} steps, return {mean:.1f}, "
               f"{progress['wall_s']:.0f} s", flush=True)
         if model.num_timesteps < steps:
@@ -163,7 +166,7 @@ def run_one(task: str, policy: str, seed: int, eval_every: int, checkpoints: str
     mean, std = evaluate(model, task, policy, seed, 20)
     row = dict(task=task, policy=policy, seed=seed, steps=int(model.num_timesteps), mean_return=round(mean, 2),
                std_return=round(std, 2), best_curve_return=max(r for _, r in progress["curve"]),
-               curve=progress["curve"], updates=int(model._n_updates), wall_s=round(progress["wall_s"]),
+               curve=progress["curve"], ent_coef=progress.get("ent_coef"), updates=int(model._n_updates), wall_s=round(progress["wall_s"]),
                actor_params=count_params(model), hyperparameters={**TASKS[task], "steps": steps},
                sequence=RSAC if policy.startswith("rsac-") else None, device=device, machine=machine(device))
     env.close()
