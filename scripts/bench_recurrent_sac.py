@@ -11,7 +11,7 @@ jobs on a shared machine do not change). One JSON line per configuration in
 and then plays 20 deterministic evaluation episodes on a separately seeded env (the
 recurrent state carried through each episode); one JSON line per finished run in
 ``--results``, written as soon as it finishes. Every ``--eval-every`` steps a run also
-evaluates 5 episodes (the learning curve in the row) and saves a checkpoint (model and
+evaluates 5 episodes (the learning curve in the row, with the entropy temperature beside it) and saves a checkpoint (model and
 replay buffer) under ``--checkpoints``, so an interrupted run resumes from its last
 checkpoint and a rerun skips finished rows::
 
