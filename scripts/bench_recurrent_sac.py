@@ -11,9 +11,9 @@ jobs on a shared machine do not change). One JSON line per configuration in
 and then plays 20 deterministic evaluation episodes on a separately seeded env (the
 recurrent state carried through each episode); one JSON line per finished run in
 ``--results``, written as soon as it finishes. Every ``--eval-every`` steps a run also
-evaluates 5 episodes (the learning curve in the row, with the entropy temperature beside it) and saves a checkpoint (model and
-replay buffer) under ``--checkpoints``, so an interrupted run resumes from its last
-checkpoint and a rerun skips finished rows::
+evaluates 5 episodes (the learning curve in the row, the entropy temperature beside it)
+and saves a checkpoint (model and replay buffer) under ``--checkpoints``, so an
+interrupted run resumes from its last checkpoint and a rerun skips finished rows::
 
     python scripts/bench_recurrent_sac.py --speed
     python scripts/bench_recurrent_sac.py --speed --device cuda
