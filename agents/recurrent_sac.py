@@ -96,6 +96,10 @@ class RecurrentSAC(OffPolicyAlgorithm):
     :param cross_episodes: sample windows across episode boundaries (the cores reset
         at episode starts); False masks out the steps of any other episode than the one
         of the first learning step.
+    :param max_grad_norm: clip the actor's and the critic's gradient norms to this before
+        each step (backpropagation through time can spike them); None, SAC's way, clips
+        nothing. With clipping, the norms before it are logged as ``train/*_grad_norm``
+        (``float("inf")`` logs them without clipping).
 
     ``policy_kwargs`` go to :class:`~liquid_rl.agents.recurrent_sac_policy.RecurrentSACPolicy`:
     ``cell`` ("cfc", "ltc", "lstm", "liquid_s4", ...), ``units``, ``wiring``,
@@ -135,6 +139,7 @@ class RecurrentSAC(OffPolicyAlgorithm):
         burn_in: int = 8,
         burn_in_state: str = "zero",
         cross_episodes: bool = True,
+        max_grad_norm: float | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -149,6 +154,8 @@ class RecurrentSAC(OffPolicyAlgorithm):
             raise ValueError(f"burn_in_state must be one of {list(BURN_IN_STATES)}, got {burn_in_state!r}")
         if int(sequence_length) < 1 or int(burn_in) < 0:
             raise ValueError(f"need sequence_length >= 1 and burn_in >= 0, got {sequence_length} and {burn_in}")
+        if max_grad_norm is not None and not float(max_grad_norm) > 0:
+            raise ValueError(f"max_grad_norm must be > 0 or None (no clipping), got {max_grad_norm}")
         super().__init__(
             policy,
             env,
@@ -177,6 +184,7 @@ class RecurrentSAC(OffPolicyAlgorithm):
         self.burn_in = int(burn_in)
         self.burn_in_state = burn_in_state
         self.cross_episodes = bool(cross_episodes)
+        self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
         self.target_entropy = target_entropy
         self.log_ent_coef: th.Tensor | None = None
         self.ent_coef = ent_coef
@@ -240,6 +248,7 @@ class RecurrentSAC(OffPolicyAlgorithm):
 
         b = self.burn_in  # steps 0..b-1 of a window: burn-in; b..T-1: the L learning steps
         ent_coef_losses, ent_coefs, actor_losses, critic_losses = [], [], [], []
+        grad_norms: dict[str, list[float]] = {"actor": [], "critic": []}
         for gradient_step in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
             # The cores read T + 1 observations: the window's T, then the next observation
@@ -301,6 +310,9 @@ class RecurrentSAC(OffPolicyAlgorithm):
             actor_loss.backward()
             self.critic.optimizer.zero_grad()
             critic_loss.backward()
+            if self.max_grad_norm is not None:
+                for name, net in (("actor", self.actor), ("critic", self.critic)):
+                    grad_norms[name].append(th.nn.utils.clip_grad_norm_(net.parameters(), self.max_grad_norm).item())
             self.critic.optimizer.step()
             self.actor.optimizer.step()
 
@@ -314,6 +326,9 @@ class RecurrentSAC(OffPolicyAlgorithm):
         self.logger.record("train/critic_loss", np.mean(critic_losses))
         if len(ent_coef_losses) > 0:
             self.logger.record("train/ent_coef_loss", np.mean(ent_coef_losses))
+        for name, norms in grad_norms.items():
+            if norms:
+                self.logger.record(f"train/{name}_grad_norm", np.mean(norms))
 
     # ------------------------------------------------------------------ acting
     def _setup_learn(

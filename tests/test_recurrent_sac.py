@@ -288,8 +288,36 @@ def test_replay_buffer_round_trip_and_resume(tmp_path):
         (dict(sequence_length=0), "sequence_length"),
         (dict(replay_buffer_class=SequenceReplayBuffer.__mro__[1]), "SequenceReplayBuffer"),
         (dict(buffer_size=10), "cannot hold one window"),
+        (dict(max_grad_norm=0), "max_grad_norm must be > 0"),
     ],
 )
 def test_bad_input_raises_value_error(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make(**kwargs)
+
+
+@pytest.mark.parametrize("max_grad_norm", [None, 1e-3])
+def test_max_grad_norm_clips_what_each_optimizer_steps_on(max_grad_norm):
+    """The gradient norm each optimizer sees is at most ``max_grad_norm``; unclipped it is
+    well above 1e-3 here, so the bound is not met by chance; the pre-clip norms are logged."""
+    model = make(max_grad_norm=max_grad_norm)
+    model.learn(60)  # fill past learning_starts
+    seen: dict[str, list[float]] = {"actor": [], "critic": []}
+    for name, net in (("actor", model.actor), ("critic", model.critic)):
+        step = net.optimizer.step
+
+        def recording_step(*args, _net=net, _name=name, _step=step, **kwargs):
+            grads = [p.grad for p in _net.parameters() if p.grad is not None]
+            seen[_name].append(float(th.linalg.vector_norm(th.stack([th.linalg.vector_norm(g) for g in grads]))))
+            return _step(*args, **kwargs)
+
+        net.optimizer.step = recording_step
+    model.train(gradient_steps=5, batch_size=4)
+    for name in ("actor", "critic"):
+        assert len(seen[name]) == 5
+        if max_grad_norm is None:
+            assert max(seen[name]) > 10 * 1e-3
+            assert f"train/{name}_grad_norm" not in model.logger.name_to_value
+        else:
+            assert max(seen[name]) <= max_grad_norm * (1 + 1e-4)
+            assert model.logger.name_to_value[f"train/{name}_grad_norm"] > max_grad_norm
