@@ -27,6 +27,8 @@ Policies (``--policies`` selects):
   heads [256, 256], windows of 8 burn-in + 16 learning steps, 16 windows per update
   (256 transitions, as SAC's batch);
 - ``rsac-lstm``: the same with an LSTM of 64 units;
+- ``rsac-cfc-stored``: ``rsac-cfc`` whose burn-in starts from the actor state stored
+  while acting (``burn_in_state="stored"``) instead of zeros;
 - ``sac-mlp``: SAC with an MLP [256, 256] on the current observation;
 - ``sac-stack``: SAC with an MLP on 4 stacked observations (``VecFrameStack``);
 - ``sac-history``: SAC on 4 stacked observations read by ``LiquidHistoryExtractor``
@@ -70,7 +72,7 @@ TASKS: dict[str, dict[str, Any]] = {
     "HalfCheetah-P-v5": dict(steps=100_000, learning_rate=3e-4, learning_starts=10_000),
     "HalfCheetah-V-v5": dict(steps=100_000, learning_rate=3e-4, learning_starts=10_000),
 }
-POLICIES = ("rsac-cfc", "rsac-lstm", "sac-mlp", "sac-stack", "sac-history")
+POLICIES = ("rsac-cfc", "rsac-lstm", "rsac-cfc-stored", "sac-mlp", "sac-stack", "sac-history")
 #: RecurrentSAC's sequence settings in the learning suite: 16 windows x 16 learning steps.
 RSAC = dict(sequence_length=16, burn_in=8, batch_size=16)
 N_STACK = 4
@@ -91,9 +93,10 @@ def make_model(task: str, policy: str, env: VecEnv, seed: int, device: str = "cp
     hp = {k: v for k, v in TASKS[task].items() if k != "steps"}
     common = dict(seed=seed, device=device, verbose=0, **hp)
     if policy.startswith("rsac-"):
-        cell = policy.split("-", 1)[1]
+        cell = policy.split("-")[1]
+        burn_in_state = "stored" if policy.endswith("-stored") else "zero"
         return RecurrentSAC("RecurrentSACPolicy", env, policy_kwargs=dict(cell=cell, units=64, net_arch=[256, 256]),
-                            **RSAC, **common)
+                            burn_in_state=burn_in_state, **RSAC, **common)
     if policy in ("sac-mlp", "sac-stack"):
         return SAC("MlpPolicy", env, **common)
     if policy == "sac-history":
@@ -168,8 +171,9 @@ def run_one(task: str, policy: str, seed: int, eval_every: int, checkpoints: str
                std_return=round(std, 2), best_curve_return=max(r for _, r in progress["curve"]),
                curve=progress["curve"], ent_coef=progress.get("ent_coef"), updates=int(model._n_updates), wall_s=round(progress["wall_s"]),
                actor_params=count_params(model), hyperparameters={**TASKS[task], "steps": steps},
-               sequence=RSAC if policy.startswith("rsac-") else None, device=device, machine=machine(device))
+               sequence=dict(RSAC, burn_in_state=model.burn_in_state) if policy.startswith("rsac-") else None, device=device, machine=machine(device))
     env.close()
+    model.save(ckpt + "_final.zip")  # the trained agent, for looking at it afterwards (no replay buffer)
     for path in (ckpt, ckpt + ".old"):
         shutil.rmtree(path, ignore_errors=True)
     return row

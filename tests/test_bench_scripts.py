@@ -161,5 +161,7 @@ def test_bench_recurrent_sac_runs_jobs_in_parallel_and_skips_finished_rows(tmp_p
     assert all(r["steps"] == 200 and r["hyperparameters"]["steps"] == 200 and r["device"] == "cpu" for r in rows)
     assert all(len(r["ent_coef"]) == len(r["curve"]) == 1 and r["ent_coef"][0] > 0 for r in rows)
     assert {p.name for p in ckpts.glob("*.log")} == {"PendulumNoVel-v1_sac-mlp_0.log", "PendulumNoVel-v1_sac-mlp_1.log"}
+    assert {p.name for p in ckpts.glob("*_final.zip")} == {"PendulumNoVel-v1_sac-mlp_0_final.zip",
+                                                           "PendulumNoVel-v1_sac-mlp_1_final.zip"}
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout
     assert "started" not in again and len(results.read_text().splitlines()) == 2
