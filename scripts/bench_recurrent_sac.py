@@ -21,6 +21,12 @@ interrupted run resumes from its last checkpoint and a rerun skips finished rows
     python scripts/bench_recurrent_sac.py --learn --tasks HalfCheetah-P-v5 HalfCheetah-V-v5 --seeds 0 1 2
     python scripts/bench_recurrent_sac.py --summary
 
+Each finished run also leaves its trained agent (``<checkpoints>/<task>_<policy>_<seed>_final.zip``);
+``--memory-probe`` replays one with the actor state reset every N steps, which shows how
+far back its memory matters::
+
+    python scripts/bench_recurrent_sac.py --memory-probe runs/bench_recurrent_sac/HalfCheetah-P-v5_rsac-cfc-stored_1_final.zip --tasks HalfCheetah-P-v5
+
 Policies (``--policies`` selects):
 
 - ``rsac-cfc``: RecurrentSAC, CfC with 64 units for the actor and for each critic,
@@ -285,6 +291,30 @@ def summary(path: str) -> None:
               f"| {wall} |")
 
 
+# ------------------------------------------------------------------ memory probe
+def memory_probe(args: argparse.Namespace) -> None:
+    """How far back a trained RecurrentSAC agent's memory matters: deterministic returns
+    with the actor state reset every N steps (0: never, as the agent is meant to run)."""
+    torch.set_num_threads(1)
+    model = RecurrentSAC.load(args.memory_probe, device=args.device)
+    task = args.tasks[0]
+    for every in args.reset_every:
+        env = make_vec_env(env_id(task), n_envs=1, seed=10_000)
+        returns = []
+        for _ in range(args.episodes):
+            obs, state, start, total, t, done = env.reset(), None, np.ones(1, dtype=bool), 0.0, 0, False
+            while not done:
+                if every and t % every == 0:
+                    start = np.ones(1, dtype=bool)
+                action, state = model.predict(obs, state, start, deterministic=True)
+                obs, reward, dones, _ = env.step(action)
+                total, t, done, start = total + float(reward[0]), t + 1, bool(dones[0]), dones.copy()
+            returns.append(total)
+        env.close()
+        print(f"{task}: reset every {every or 'never'}: {np.mean(returns):.1f} +- {np.std(returns):.1f} "
+              f"over {args.episodes} episodes", flush=True)
+
+
 # ------------------------------------------------------------------ speed
 SPEED_CONFIGS: dict[str, dict[str, Any]] = {
     "rsac-cfc64-L32-B32": dict(cell="cfc", units=64, sequence_length=32, burn_in=8, batch_size=32),
@@ -338,6 +368,8 @@ def main() -> None:
     mode.add_argument("--speed", action="store_true", help="gradient updates per second")
     mode.add_argument("--learn", action="store_true", help="the learning suite")
     mode.add_argument("--summary", action="store_true", help="print the learning results table")
+    mode.add_argument("--memory-probe", metavar="AGENT", help="returns of a saved RecurrentSAC agent (e.g. a run's "
+                      "_final.zip) with its state reset every --reset-every steps, on the first of --tasks")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--policies", nargs="+", default=None, choices=POLICIES,
                         help="default: rsac-cfc rsac-lstm sac-mlp on PendulumNoVel, all on HalfCheetah")
@@ -349,11 +381,15 @@ def main() -> None:
     parser.add_argument("--speed-configs", nargs="+", default=list(SPEED_CONFIGS), choices=list(SPEED_CONFIGS))
     parser.add_argument("--updates", type=int, default=100, help="timed gradient updates per configuration")
     parser.add_argument("--device", default="cpu", help="torch device of the models (cpu, cuda)")
+    parser.add_argument("--reset-every", nargs="+", type=int, default=[0, 24, 200], help="memory probe; 0: never")
+    parser.add_argument("--episodes", type=int, default=10, help="memory probe: episodes per setting")
     parser.add_argument("--steps", type=int, default=None, help="budget per run instead of the task's (smoke runs)")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (--learn), one core each")
     args = parser.parse_args()
     if args.summary:
         summary(args.results)
+    elif args.memory_probe:
+        memory_probe(args)
     elif args.speed:
         speed(args)
     else:

@@ -165,3 +165,21 @@ def test_bench_recurrent_sac_runs_jobs_in_parallel_and_skips_finished_rows(tmp_p
                                                            "PendulumNoVel-v1_sac-mlp_1_final.zip"}
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout
     assert "started" not in again and len(results.read_text().splitlines()) == 2
+
+
+def test_bench_recurrent_sac_memory_probe_replays_a_saved_agent(tmp_path):
+    from stable_baselines3.common.env_util import make_vec_env
+
+    import liquid_rl.envs  # noqa: F401
+    from liquid_rl.agents.recurrent_sac import RecurrentSAC
+
+    env = make_vec_env("liquid_rl/PendulumNoVel-v1", n_envs=1, seed=0)
+    model = RecurrentSAC("RecurrentSACPolicy", env, learning_starts=10, sequence_length=4, burn_in=2, batch_size=2,
+                         buffer_size=500, policy_kwargs=dict(units=4, net_arch=[8]), device="cpu", seed=0)
+    model.learn(20)
+    model.save(tmp_path / "agent.zip")
+    cmd = [sys.executable, str(ROOT / "scripts" / "bench_recurrent_sac.py"), "--memory-probe", str(tmp_path / "agent.zip"),
+           "--tasks", "PendulumNoVel-v1", "--reset-every", "0", "1", "--episodes", "1"]
+    lines = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout.splitlines()
+    assert [line.split(":")[1].strip() for line in lines] == ["reset every never", "reset every 1"]
+    assert all("over 1 episodes" in line for line in lines)
