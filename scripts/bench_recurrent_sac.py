@@ -25,7 +25,8 @@ Each finished run also leaves its trained agent (``<checkpoints>/<task>_<policy>
 ``--memory-probe`` replays one with the actor state reset every N steps, which shows how
 far back its memory matters::
 
-    python scripts/bench_recurrent_sac.py --memory-probe runs/bench_recurrent_sac/HalfCheetah-P-v5_rsac-cfc-stored_1_final.zip --tasks HalfCheetah-P-v5
+    python scripts/bench_recurrent_sac.py --tasks HalfCheetah-P-v5 \
+        --memory-probe runs/bench_recurrent_sac/HalfCheetah-P-v5_rsac-cfc-stored_1_final.zip
 
 Policies (``--policies`` selects):
 
@@ -173,11 +174,13 @@ def run_one(task: str, policy: str, seed: int, eval_every: int, checkpoints: str
         if model.num_timesteps < steps:
             write_checkpoint(ckpt, model, progress)
     mean, std = evaluate(model, task, policy, seed, 20)
+    sequence = dict(RSAC, burn_in_state=model.burn_in_state) if isinstance(model, RecurrentSAC) else None
     row = dict(task=task, policy=policy, seed=seed, steps=int(model.num_timesteps), mean_return=round(mean, 2),
                std_return=round(std, 2), best_curve_return=max(r for _, r in progress["curve"]),
-               curve=progress["curve"], ent_coef=progress.get("ent_coef"), updates=int(model._n_updates), wall_s=round(progress["wall_s"]),
-               actor_params=count_params(model), hyperparameters={**TASKS[task], "steps": steps},
-               sequence=dict(RSAC, burn_in_state=model.burn_in_state) if policy.startswith("rsac-") else None, device=device, machine=machine(device))
+               curve=progress["curve"], ent_coef=progress.get("ent_coef"), updates=int(model._n_updates),
+               wall_s=round(progress["wall_s"]), actor_params=count_params(model),
+               hyperparameters={**TASKS[task], "steps": steps}, sequence=sequence, device=device,
+               machine=machine(device))
     env.close()
     model.save(ckpt + "_final.zip")  # the trained agent, for looking at it afterwards (no replay buffer)
     for path in (ckpt, ckpt + ".old"):
@@ -381,7 +384,7 @@ def main() -> None:
     parser.add_argument("--speed-configs", nargs="+", default=list(SPEED_CONFIGS), choices=list(SPEED_CONFIGS))
     parser.add_argument("--updates", type=int, default=100, help="timed gradient updates per configuration")
     parser.add_argument("--device", default="cpu", help="torch device of the models (cpu, cuda)")
-    parser.add_argument("--reset-every", nargs="+", type=int, default=[0, 24, 200], help="memory probe; 0: never")
+    parser.add_argument("--reset-every", nargs="+", type=int, default=[0, 2, 8, 24], help="memory probe; 0: never")
     parser.add_argument("--episodes", type=int, default=10, help="memory probe: episodes per setting")
     parser.add_argument("--steps", type=int, default=None, help="budget per run instead of the task's (smoke runs)")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (--learn), one core each")

@@ -178,8 +178,8 @@ def test_bench_recurrent_sac_memory_probe_replays_a_saved_agent(tmp_path):
                          buffer_size=500, policy_kwargs=dict(units=4, net_arch=[8]), device="cpu", seed=0)
     model.learn(20)
     model.save(tmp_path / "agent.zip")
-    cmd = [sys.executable, str(ROOT / "scripts" / "bench_recurrent_sac.py"), "--memory-probe", str(tmp_path / "agent.zip"),
-           "--tasks", "PendulumNoVel-v1", "--reset-every", "0", "1", "--episodes", "1"]
+    cmd = [sys.executable, str(ROOT / "scripts" / "bench_recurrent_sac.py"),
+           "--memory-probe", str(tmp_path / "agent.zip"), "--tasks", "PendulumNoVel-v1", "--reset-every", "0", "1", "--episodes", "1"]
     lines = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout.splitlines()
     assert [line.split(":")[1].strip() for line in lines] == ["reset every never", "reset every 1"]
     assert all("over 1 episodes" in line for line in lines)
