@@ -36,6 +36,8 @@ Policies (``--policies`` selects):
 - ``rsac-lstm``: the same with an LSTM of 64 units;
 - ``rsac-cfc-stored``: ``rsac-cfc`` whose burn-in starts from the actor state stored
   while acting (``burn_in_state="stored"``) instead of zeros;
+- ``rsac-cfc-w32``: ``rsac-cfc`` with 32 windows of 8 burn-in + 8 learning steps (the
+  same 256 transitions per update from twice as many independent windows);
 - ``sac-mlp``: SAC with an MLP [256, 256] on the current observation;
 - ``sac-stack``: SAC with an MLP on 4 stacked observations (``VecFrameStack``);
 - ``sac-history``: SAC on 4 stacked observations read by ``LiquidHistoryExtractor``
@@ -79,9 +81,21 @@ TASKS: dict[str, dict[str, Any]] = {
     "HalfCheetah-P-v5": dict(steps=100_000, learning_rate=3e-4, learning_starts=10_000),
     "HalfCheetah-V-v5": dict(steps=100_000, learning_rate=3e-4, learning_starts=10_000),
 }
-POLICIES = ("rsac-cfc", "rsac-lstm", "rsac-cfc-stored", "sac-mlp", "sac-stack", "sac-history")
 #: RecurrentSAC's sequence settings in the learning suite: 16 windows x 16 learning steps.
-RSAC = dict(sequence_length=16, burn_in=8, batch_size=16)
+RSAC = dict(sequence_length=16, burn_in=8, batch_size=16, burn_in_state="zero")
+#: RecurrentSAC policies of the suite: the core's cell and what differs from ``RSAC``.
+RSAC_POLICIES: dict[str, dict[str, Any]] = {
+    "rsac-cfc": dict(cell="cfc"),
+    "rsac-lstm": dict(cell="lstm"),
+    "rsac-cfc-stored": dict(cell="cfc", burn_in_state="stored"),
+    "rsac-cfc-w32": dict(cell="cfc", sequence_length=8, batch_size=32),
+}
+POLICIES = (*RSAC_POLICIES, "sac-mlp", "sac-stack", "sac-history")
+
+
+def rsac_sequence(policy: str) -> dict[str, Any]:
+    """The sequence settings (``RSAC`` with the policy's changes) of a RecurrentSAC policy."""
+    return {**RSAC, **{k: v for k, v in RSAC_POLICIES[policy].items() if k != "cell"}}
 N_STACK = 4
 
 
@@ -99,11 +113,9 @@ def make_env(task: str, policy: str, seed: int) -> VecEnv:
 def make_model(task: str, policy: str, env: VecEnv, seed: int, device: str = "cpu") -> BaseAlgorithm:
     hp = {k: v for k, v in TASKS[task].items() if k != "steps"}
     common = dict(seed=seed, device=device, verbose=0, **hp)
-    if policy.startswith("rsac-"):
-        cell = policy.split("-")[1]
-        burn_in_state = "stored" if policy.endswith("-stored") else "zero"
-        return RecurrentSAC("RecurrentSACPolicy", env, policy_kwargs=dict(cell=cell, units=64, net_arch=[256, 256]),
-                            burn_in_state=burn_in_state, **RSAC, **common)
+    if policy in RSAC_POLICIES:
+        kwargs = dict(cell=RSAC_POLICIES[policy]["cell"], units=64, net_arch=[256, 256])
+        return RecurrentSAC("RecurrentSACPolicy", env, policy_kwargs=kwargs, **rsac_sequence(policy), **common)
     if policy in ("sac-mlp", "sac-stack"):
         return SAC("MlpPolicy", env, **common)
     if policy == "sac-history":
@@ -148,7 +160,7 @@ def run_one(task: str, policy: str, seed: int, eval_every: int, checkpoints: str
     steps = steps or TASKS[task]["steps"]
     ckpt = os.path.join(checkpoints, f"{task}_{policy}_{seed}")
     env = make_env(task, policy, seed)
-    cls = RecurrentSAC if policy.startswith("rsac-") else SAC
+    cls = RecurrentSAC if policy in RSAC_POLICIES else SAC
     progress: dict[str, Any] = dict(curve=[], wall_s=0.0)
     found = find_checkpoint(ckpt)
     if found is not None:
@@ -174,7 +186,7 @@ def run_one(task: str, policy: str, seed: int, eval_every: int, checkpoints: str
         if model.num_timesteps < steps:
             write_checkpoint(ckpt, model, progress)
     mean, std = evaluate(model, task, policy, seed, 20)
-    sequence = dict(RSAC, burn_in_state=model.burn_in_state) if isinstance(model, RecurrentSAC) else None
+    sequence = rsac_sequence(policy) if policy in RSAC_POLICIES else None
     row = dict(task=task, policy=policy, seed=seed, steps=int(model.num_timesteps), mean_return=round(mean, 2),
                std_return=round(std, 2), best_curve_return=max(r for _, r in progress["curve"]),
                curve=progress["curve"], ent_coef=progress.get("ent_coef"), updates=int(model._n_updates),
@@ -322,6 +334,7 @@ def memory_probe(args: argparse.Namespace) -> None:
 SPEED_CONFIGS: dict[str, dict[str, Any]] = {
     "rsac-cfc64-L32-B32": dict(cell="cfc", units=64, sequence_length=32, burn_in=8, batch_size=32),
     "rsac-cfc64-L16-B16": dict(cell="cfc", units=64, sequence_length=16, burn_in=8, batch_size=16),
+    "rsac-cfc64-L8-B32": dict(cell="cfc", units=64, sequence_length=8, burn_in=8, batch_size=32),
     "rsac-lstm64-L32-B32": dict(cell="lstm", units=64, sequence_length=32, burn_in=8, batch_size=32),
     "rsac-ltc32-L32-B32": dict(cell="ltc", units=32, sequence_length=32, burn_in=8, batch_size=32),
     "sac-mlp-B256": dict(batch_size=256),

@@ -183,3 +183,16 @@ def test_bench_recurrent_sac_memory_probe_replays_a_saved_agent(tmp_path):
     lines = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout.splitlines()
     assert [line.split(":")[1].strip() for line in lines] == ["reset every never", "reset every 1"]
     assert all("over 1 episodes" in line for line in lines)
+
+
+def test_bench_recurrent_sac_policies_build_with_their_sequence_settings():
+    bench = _import_script("bench_recurrent_sac")
+    for policy, spec in bench.RSAC_POLICIES.items():
+        env = bench.make_env("PendulumNoVel-v1", policy, 0)
+        model = bench.make_model("PendulumNoVel-v1", policy, env, 0)
+        settings = bench.rsac_sequence(policy)
+        assert model.policy_kwargs["cell"] == spec["cell"]
+        assert (model.sequence_length, model.burn_in, model.batch_size, model.burn_in_state) == (
+            settings["sequence_length"], settings["burn_in"], settings["batch_size"], settings["burn_in_state"])
+    assert bench.rsac_sequence("rsac-cfc-w32")["batch_size"] * bench.rsac_sequence("rsac-cfc-w32")["sequence_length"] \
+        == bench.RSAC["batch_size"] * bench.RSAC["sequence_length"]        # the same transitions per update
