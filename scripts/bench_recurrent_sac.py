@@ -110,9 +110,14 @@ def make_env(task: str, policy: str, seed: int) -> VecEnv:
     return env
 
 
-def make_model(task: str, policy: str, env: VecEnv, seed: int, device: str = "cpu") -> BaseAlgorithm:
+def make_model(task: str, policy: str, env: VecEnv, seed: int, device: str = "cpu",
+               steps: int | None = None) -> BaseAlgorithm:
+    """The agent of ``policy`` for ``task``. Its replay buffer holds the whole budget
+    (``steps``, default the task's): nothing is overwritten, as with SAC's 1M default,
+    and a checkpoint pickles 100k steps instead of an empty 1M (600 MB with 4 stacked
+    HalfCheetah observations)."""
     hp = {k: v for k, v in TASKS[task].items() if k != "steps"}
-    common = dict(seed=seed, device=device, verbose=0, **hp)
+    common = dict(seed=seed, device=device, verbose=0, buffer_size=steps or TASKS[task]["steps"], **hp)
     if policy in RSAC_POLICIES:
         kwargs = dict(cell=RSAC_POLICIES[policy]["cell"], units=64, net_arch=[256, 256])
         return RecurrentSAC("RecurrentSACPolicy", env, policy_kwargs=kwargs, **rsac_sequence(policy), **common)
@@ -170,7 +175,7 @@ def run_one(task: str, policy: str, seed: int, eval_every: int, checkpoints: str
         model.load_replay_buffer(os.path.join(found, "buffer.pkl"))
         print(f"  resumed at {model.num_timesteps} steps", flush=True)
     else:
-        model = make_model(task, policy, env, seed, device)
+        model = make_model(task, policy, env, seed, device, steps)
     while model.num_timesteps < steps:
         t0 = time.time()
         chunk = min(eval_every, steps - model.num_timesteps)

@@ -192,6 +192,7 @@ def test_bench_recurrent_sac_policies_build_with_their_sequence_settings():
         model = bench.make_model("PendulumNoVel-v1", policy, env, 0)
         settings = bench.rsac_sequence(policy)
         assert model.policy_kwargs["cell"] == spec["cell"]
+        assert model.buffer_size == bench.TASKS["PendulumNoVel-v1"]["steps"]   # the budget, not 1M
         assert (model.sequence_length, model.burn_in, model.batch_size, model.burn_in_state) == (
             settings["sequence_length"], settings["burn_in"], settings["batch_size"], settings["burn_in_state"])
     assert bench.rsac_sequence("rsac-cfc-w32")["batch_size"] * bench.rsac_sequence("rsac-cfc-w32")["sequence_length"] \
