@@ -37,6 +37,15 @@ SAC_CONFIG = {
               "progress_bar": False},
 }
 
+RSAC_CONFIG = {
+    "env": {"id": "liquid_rl/PendulumNoVel-v1", "n_envs": 2},
+    "algo": {"name": "recurrent_sac", "hyperparams": {"buffer_size": 4000, "learning_starts": 64, "batch_size": 4,
+                                                      "sequence_length": 4, "burn_in": 2, "burn_in_state": "stored"}},
+    "policy": {"type": "liquid_recurrent", "cell": "cfc", "units": 8, "net_arch": [16]},
+    "train": {"total_timesteps": 1200, "checkpoint_every": 200, "eval_every": 0, "diagnostics_every": 0,
+              "progress_bar": False},
+}
+
 
 def start_training(config: dict, tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     path = tmp_path / "config.yaml"
@@ -124,6 +133,30 @@ def test_kill_and_resume_off_policy_restores_the_replay_buffer(tmp_path, capsys)
     # the buffer continued: the old transitions are still there and the new ones follow
     assert scalars["pos"] == 1200 and after.shape[0] == 1200
     assert np.array_equal(after[: ckpt.step], before)
+
+
+def test_kill_and_resume_recurrent_sac_restores_its_sequence_buffer(tmp_path, capsys):
+    proc, run = start_training(RSAC_CONFIG, tmp_path)
+    kill_after_checkpoint(proc, run, min_step=400)
+    ckpt = latest_checkpoint(run)
+    assert ckpt is not None and ckpt.replay_buffer_path is not None
+    with np.load(ckpt.replay_buffer_path, allow_pickle=False) as data:
+        before = {k: data[k].copy() for k in ("observations", "episode_starts", "states", "dones", "timeouts")}
+    rows = ckpt.step // 2  # two envs: one row per vectorised step
+    assert before["observations"].shape == (rows, 2, 3) and before["states"].shape == (rows, 2, 8)
+    assert before["episode_starts"][0].all() and np.abs(before["states"][1:]).sum() > 0  # acting states were kept
+
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    assert f"at step {ckpt.step} of 1200" in capsys.readouterr().err
+    final = latest_checkpoint(run)
+    assert final is not None and final.step == 1200
+    with np.load(final.replay_buffer_path, allow_pickle=False) as data:
+        after = {k: data[k] for k in before}
+    for k in ("observations", "episode_starts", "states"):
+        np.testing.assert_array_equal(after[k][:rows], before[k], err_msg=k)
+    # the stored episodes end where the kill cut them, and the resumed env starts new ones
+    assert (after["dones"][rows - 1] == 1).all() and (after["timeouts"][rows - 1] == 1).all()
+    assert after["episode_starts"][rows].all() and after["observations"].shape[0] == 600
 
 
 def test_resume_before_the_first_checkpoint_starts_over(tmp_path, capsys):
