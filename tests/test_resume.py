@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from liquid_rl.agents.checkpoints import latest_checkpoint
+from liquid_rl.agents.checkpoints import Checkpoint, latest_checkpoint
 from liquid_rl.agents.safe_load import read_metadata
 from liquid_rl.cli import main
 
@@ -113,14 +113,22 @@ def test_kill_and_resume_on_policy(tmp_path, capsys):
     assert kept == ["latest.json", "step_000000002816", "step_000000003072"]
 
 
-def test_kill_and_resume_off_policy_restores_the_replay_buffer(tmp_path, capsys):
-    proc, run = start_training(SAC_CONFIG, tmp_path)
+def kill_after_buffer_checkpoint(config: dict, tmp_path: Path, keys: tuple[str, ...]
+                                 ) -> tuple[Path, Checkpoint, dict[str, np.ndarray]]:
+    """Train an off-policy ``config``, SIGKILL it once a checkpoint at step >= 400 exists;
+    return the run, that checkpoint and copies of the replay buffer's arrays ``keys``."""
+    proc, run = start_training(config, tmp_path)
     kill_after_checkpoint(proc, run, min_step=400)
     ckpt = latest_checkpoint(run)
     assert ckpt is not None and ckpt.replay_buffer_path is not None
     with np.load(ckpt.replay_buffer_path, allow_pickle=False) as data:
-        before = data["observations"].copy()
-        assert before.shape[0] == ckpt.step  # one transition per step so far
+        return run, ckpt, {k: data[k].copy() for k in keys}
+
+
+def test_kill_and_resume_off_policy_restores_the_replay_buffer(tmp_path, capsys):
+    run, ckpt, arrays = kill_after_buffer_checkpoint(SAC_CONFIG, tmp_path, ("observations",))
+    before = arrays["observations"]
+    assert before.shape[0] == ckpt.step  # one transition per step so far
 
     assert main(["train", "--resume", str(run), "--no-progress"]) == 0
     assert f"at step {ckpt.step} of 1200" in capsys.readouterr().err
@@ -136,12 +144,8 @@ def test_kill_and_resume_off_policy_restores_the_replay_buffer(tmp_path, capsys)
 
 
 def test_kill_and_resume_recurrent_sac_restores_its_sequence_buffer(tmp_path, capsys):
-    proc, run = start_training(RSAC_CONFIG, tmp_path)
-    kill_after_checkpoint(proc, run, min_step=400)
-    ckpt = latest_checkpoint(run)
-    assert ckpt is not None and ckpt.replay_buffer_path is not None
-    with np.load(ckpt.replay_buffer_path, allow_pickle=False) as data:
-        before = {k: data[k].copy() for k in ("observations", "episode_starts", "states", "dones", "timeouts")}
+    keys = ("observations", "episode_starts", "states", "dones", "timeouts")
+    run, ckpt, before = kill_after_buffer_checkpoint(RSAC_CONFIG, tmp_path, keys)
     rows = ckpt.step // 2  # two envs: one row per vectorised step
     assert before["observations"].shape == (rows, 2, 3) and before["states"].shape == (rows, 2, 8)
     assert before["episode_starts"][0].all() and np.abs(before["states"][1:]).sum() > 0  # acting states were kept
