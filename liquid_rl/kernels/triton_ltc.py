@@ -1,0 +1,300 @@
+"""Semi-implicit LTC over a whole sequence in one Triton launch forward and one backward.
+
+The same recurrence, layouts and hand-written backward as ``liquid_rl/ltc_fused.py`` and
+its C++ kernel ``csrc/ltc_cpu.cpp`` (synapses grouped by destination, padding after the
+first ``fanin[j]`` synapses of neuron j skipped). One program owns a block of BLOCK_B
+batch rows and all N units: its state tile (BLOCK_B, N) stays in registers for every step
+and unfold. Synapses read their presynaptic values through the synapse index, so the state
+of each unfold is written once to memory (the ``states`` the backward needs, or a small
+scratch plane when nothing needs a gradient) and gathered from there; the backward's
+scatter onto presynaptic neurons goes through atomic adds on the program's own rows.
+
+Weight gradients are summed per program into private buffers and reduced over programs
+by one ``sum`` afterwards (deterministic, no contention between programs).
+
+Triton's interpreter (``TRITON_INTERPRET=1`` set before this module is imported) runs the
+same kernels on CPU tensors, which is how the tests check them without a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # Triton is an optional extra ("gpu")
+    triton = None
+    tl = None
+
+# The interpreter is chosen when the kernels are decorated, i.e. when this module is imported.
+INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+DTYPES = (torch.float32, torch.float64)
+
+
+def available() -> bool:
+    """True when Triton is importable and can run here (CUDA, or its CPU interpreter)."""
+    return triton is not None and (INTERPRETED or torch.cuda.is_available())
+
+
+def check(tensor: Tensor) -> None:
+    """Raise one ValueError when the Triton kernel cannot run on ``tensor``."""
+    if triton is None:
+        raise ValueError("LTC kernel 'triton' needs Triton: pip install 'liquid-rl[gpu]' (or pip install triton)")
+    if tensor.device.type != "cuda" and not INTERPRETED:
+        raise ValueError(f"LTC kernel 'triton' needs a CUDA tensor (got a {tensor.device.type} tensor); to run it "
+                         "on the CPU set TRITON_INTERPRET=1 before liquid_rl is imported")
+    if tensor.dtype not in DTYPES:
+        raise ValueError(f"LTC kernel 'triton' supports float32 and float64 (got {tensor.dtype})")
+
+
+def block_b(B: int) -> int:
+    """Batch rows per program: 8 (about one program per SM at batch 1024), fewer for tiny batches."""
+    return min(8, triton.next_power_of_2(max(B, 1)))
+
+
+if triton is not None:
+
+    @triton.jit
+    def _sigmoid(z):
+        return 1.0 / (1.0 + tl.exp(-z))
+
+    @triton.jit
+    def _ltc_forward_kernel(v0, keep, num0, den0, h, cm, sig, nsmu, M2, src, fanin, V, states, dens,
+                            T, B, N, K, U, Bh, h_sb,
+                            HAS_KEEP: tl.constexpr, SAVE: tl.constexpr,
+                            BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr):
+        pid = tl.program_id(0)
+        rb = pid * BLOCK_B + tl.arange(0, BLOCK_B)
+        rn = tl.arange(0, BLOCK_N)
+        mb = rb < B
+        mn = rn < N
+        m = mb[:, None] & mn[None, :]
+        off = rb[:, None] * N + rn[None, :]                       # (BLOCK_B, BLOCK_N) in a (B, N) plane
+        BN = B * N
+        v = tl.load(v0 + off, mask=m, other=0.0)
+        cmv = tl.load(cm + rn, mask=mn, other=0.0)
+        fan = tl.load(fanin + rn, mask=mn, other=0)
+        for t in range(T):
+            if HAS_KEEP:
+                f = tl.load(keep + t * B + rb, mask=mb, other=0.0)
+                v = v * f[:, None]
+            ht = tl.load(h + t * Bh + rb * h_sb, mask=mb, other=1.0)[:, None]
+            n0 = tl.load(num0 + t * BN + off, mask=m, other=0.0)
+            d0 = tl.load(den0 + t * BN + off, mask=m, other=1.0)
+            for u in range(U):
+                base = (t * U + u) * BN if SAVE else 0
+                tl.debug_barrier()                                # the last unfold's gathers are done
+                tl.store(states + base + off, v, mask=m)
+                tl.debug_barrier()                                # the state is visible to the program
+                a = tl.zeros((BLOCK_B, BLOCK_N), dtype=v.dtype)
+                g = tl.zeros((BLOCK_B, BLOCK_N), dtype=v.dtype)
+                for k in range(K):
+                    valid = mn & (k < fan)
+                    mk = mb[:, None] & valid[None, :]
+                    sk = tl.load(src + rn * K + k, mask=valid, other=0)
+                    x = tl.load(states + base + rb[:, None] * N + sk[None, :], mask=mk, other=0.0)
+                    sg = tl.load(sig + rn * K + k, mask=valid, other=0.0)
+                    mu = tl.load(nsmu + rn * K + k, mask=valid, other=0.0)
+                    w0 = tl.load(M2 + rn * 2 * K + k, mask=valid, other=0.0)
+                    w1 = tl.load(M2 + rn * 2 * K + K + k, mask=valid, other=0.0)
+                    s = _sigmoid(sg[None, :] * x + mu[None, :])
+                    a += w0[None, :] * s
+                    g += w1[None, :] * s
+                d = d0 + ht * g
+                if SAVE:
+                    tl.store(dens + base + off, d, mask=m)
+                v = (cmv[None, :] * v + n0 + ht * a) / d
+            tl.store(V + t * BN + off, v, mask=m)
+
+    @triton.jit
+    def _ltc_backward_kernel(grad_out, keep, h, cm, sig, nsmu, M2, src, fanin, V, states, dens, scratch,
+                             g_v0, g_num0, g_den0, p_cm, p_sig, p_nsmu, p_M2,
+                             T, B, N, K, U, Bh, h_sb,
+                             HAS_KEEP: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr):
+        pid = tl.program_id(0)
+        rb = pid * BLOCK_B + tl.arange(0, BLOCK_B)
+        rn = tl.arange(0, BLOCK_N)
+        mb = rb < B
+        mn = rn < N
+        m = mb[:, None] & mn[None, :]
+        off = rb[:, None] * N + rn[None, :]
+        BN = B * N
+        NK = N * K
+        cmv = tl.load(cm + rn, mask=mn, other=0.0)
+        fan = tl.load(fanin + rn, mask=mn, other=0)
+        # Dense layout (the k-th source of every neuron is neuron k): the scatter onto sources is a row sum.
+        mismatch = 0
+        for k in range(K):
+            valid = mn & (k < fan)
+            sk = tl.load(src + rn * K + k, mask=valid, other=0)
+            mismatch += tl.sum(tl.where(valid & (sk != k), 1, 0), axis=0)
+        dense = mismatch == 0
+        gv = tl.zeros((BLOCK_B, BLOCK_N), dtype=cmv.dtype)
+        gcm = tl.zeros((BLOCK_N,), dtype=cmv.dtype)
+        for tt in range(T):
+            t = T - 1 - tt
+            gv += tl.load(grad_out + t * BN + off, mask=m, other=0.0)
+            ht = tl.load(h + t * Bh + rb * h_sb, mask=mb, other=1.0)[:, None]
+            gn0 = tl.zeros((BLOCK_B, BLOCK_N), dtype=cmv.dtype)
+            gd0 = tl.zeros((BLOCK_B, BLOCK_N), dtype=cmv.dtype)
+            for uu in range(U):
+                u = U - 1 - uu
+                base = (t * U + u) * BN
+                v = tl.load(states + base + off, mask=m, other=0.0)
+                den = tl.load(dens + base + off, mask=m, other=1.0)
+                if u == U - 1:
+                    v_next = tl.load(V + t * BN + off, mask=m, other=0.0)
+                else:
+                    v_next = tl.load(states + base + BN + off, mask=m, other=0.0)
+                g_num = gv / den
+                g_den = -g_num * v_next
+                gn0 += g_num
+                gd0 += g_den
+                gcm += tl.sum(g_num * v, axis=0)
+                G0 = g_num * ht
+                G1 = g_den * ht
+                tl.debug_barrier()                                # the last unfold's reads of scratch are done
+                tl.store(scratch + off, g_num * cmv[None, :], mask=m)
+                tl.debug_barrier()
+                for k in range(K):
+                    valid = mn & (k < fan)
+                    mk = mb[:, None] & valid[None, :]
+                    sk = tl.load(src + rn * K + k, mask=valid, other=0)
+                    x = tl.load(states + base + rb[:, None] * N + sk[None, :], mask=mk, other=0.0)
+                    sg = tl.load(sig + rn * K + k, mask=valid, other=0.0)
+                    mu = tl.load(nsmu + rn * K + k, mask=valid, other=0.0)
+                    w0 = tl.load(M2 + rn * 2 * K + k, mask=valid, other=0.0)
+                    w1 = tl.load(M2 + rn * 2 * K + K + k, mask=valid, other=0.0)
+                    s = tl.where(mk, _sigmoid(sg[None, :] * x + mu[None, :]), 0.0)
+                    z = (w0[None, :] * G0 + w1[None, :] * G1) * s * (1.0 - s)
+                    wk = pid * 2 * NK + rn * 2 * K + k
+                    tl.atomic_add(p_M2 + wk, tl.sum(G0 * s, axis=0), mask=valid)
+                    tl.atomic_add(p_M2 + wk + K, tl.sum(G1 * s, axis=0), mask=valid)
+                    tl.atomic_add(p_sig + pid * NK + rn * K + k, tl.sum(z * x, axis=0), mask=valid)
+                    tl.atomic_add(p_nsmu + pid * NK + rn * K + k, tl.sum(z, axis=0), mask=valid)
+                    zs = z * sg[None, :]
+                    if dense:
+                        tl.atomic_add(scratch + rb * N + k, tl.sum(zs, axis=1), mask=mb)
+                    else:
+                        tl.atomic_add(scratch + rb[:, None] * N + sk[None, :], zs, mask=mk)
+                tl.debug_barrier()                                # every scatter into scratch has landed
+                gv = tl.load(scratch + off, mask=m, other=0.0, cache_modifier=".cg")
+            tl.store(g_num0 + t * BN + off, gn0, mask=m)
+            tl.store(g_den0 + t * BN + off, gd0, mask=m)
+            if HAS_KEEP:
+                f = tl.load(keep + t * B + rb, mask=mb, other=0.0)
+                gv = gv * f[:, None]
+        tl.store(g_v0 + off, gv, mask=m)
+        tl.store(p_cm + pid * N + rn, gcm, mask=mn)
+
+
+def _launch_shape(B: int, N: int, block: int | None) -> tuple[int, int, int]:
+    """(BLOCK_B, BLOCK_N, programs)."""
+    BB = block or block_b(B)
+    return BB, triton.next_power_of_2(N), triton.cdiv(B, BB)
+
+
+def _h_layout(h: Tensor, B: int) -> tuple[Tensor, int, int]:
+    """h (T, B|1, 1) as a contiguous (T, Bh) table, Bh, and its batch stride (0 when shared)."""
+    Bh = h.shape[1]
+    return h.reshape(h.shape[0], Bh).contiguous(), Bh, (1 if Bh == B and B > 1 else 0)
+
+
+def ltc_forward(v0: Tensor, keep: Tensor | None, num0: Tensor, den0: Tensor, h: Tensor, cm: Tensor, sig: Tensor,
+                nsmu: Tensor, M2: Tensor, src: Tensor, fanin: Tensor, unfolds: int, save: bool,
+                block: int | None = None) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """One launch for the whole sequence.
+
+    Shapes as :class:`TritonSemiImplicitLTC`. Returns V (T, B, N) and, when ``save``,
+    states and dens (T, U, B, N): the input state and the denominator of every unfold.
+    """
+    T, B, N = num0.shape
+    K = sig.shape[1]
+    if T * max(unfolds, 1) * B * N >= 2**31:
+        raise ValueError(f"LTC kernel 'triton' indexes with 32-bit offsets: T*unfolds*B*N must be < 2**31 "
+                         f"(got {T}*{unfolds}*{B}*{N})")
+    BB, BN_, P = _launch_shape(B, N, block)
+    V = num0.new_empty((T, B, N))
+    states = num0.new_empty((T, unfolds, B, N) if save else (B, N))
+    dens = num0.new_empty((T, unfolds, B, N)) if save else V      # V: an unused placeholder
+    h2, Bh, h_sb = _h_layout(h, B)
+    keep2 = keep.reshape(T, B).contiguous() if keep is not None else V
+    _ltc_forward_kernel[(P,)](v0.contiguous(), keep2, num0.contiguous(), den0.contiguous(), h2, cm.contiguous(),
+                              sig.contiguous(), nsmu.contiguous(), M2.contiguous(), src, fanin, V, states, dens,
+                              T, B, N, K, unfolds, Bh, h_sb, HAS_KEEP=keep is not None, SAVE=save,
+                              BLOCK_B=BB, BLOCK_N=BN_)
+    return V, (states if save else None), (dens if save else None)
+
+
+def ltc_backward(grad_out: Tensor, keep: Tensor | None, h: Tensor, cm: Tensor, sig: Tensor, nsmu: Tensor,
+                 M2: Tensor, src: Tensor, fanin: Tensor, V: Tensor, states: Tensor, dens: Tensor,
+                 block: int | None = None) -> tuple[Tensor, ...]:
+    """One launch (plus one sum over programs) for the gradients given dL/dV (T, B, N).
+
+    Returns (g_v0 (B, N), g_num0, g_den0 (T, B, N), g_cm (N,), g_sig, g_nsmu (N, K), g_M2 (N, 2, K)).
+    """
+    T, U, B, N = states.shape
+    K = sig.shape[1]
+    BB, BN_, P = _launch_shape(B, N, block)
+    g_v0 = V.new_empty((B, N))
+    g_num0 = torch.empty_like(V)
+    g_den0 = torch.empty_like(V)
+    scratch = V.new_empty((B, N))
+    p_cm = V.new_empty((P, N))
+    p_sig = V.new_zeros((P, N, K))
+    p_nsmu = V.new_zeros((P, N, K))
+    p_M2 = V.new_zeros((P, N, 2, K))
+    h2, Bh, h_sb = _h_layout(h, B)
+    keep2 = keep.reshape(T, B).contiguous() if keep is not None else V
+    _ltc_backward_kernel[(P,)](grad_out.contiguous(), keep2, h2, cm.contiguous(), sig.contiguous(), nsmu.contiguous(),
+                               M2.contiguous(), src, fanin, V, states, dens, scratch, g_v0, g_num0, g_den0,
+                               p_cm, p_sig, p_nsmu, p_M2, T, B, N, K, U, Bh, h_sb,
+                               HAS_KEEP=keep is not None, BLOCK_B=BB, BLOCK_N=BN_)
+    return g_v0, g_num0, g_den0, p_cm.sum(0), p_sig.sum(0), p_nsmu.sum(0), p_M2.sum(0)
+
+
+def _index(src: Tensor, fanin: Tensor | None, N: int, K: int) -> tuple[Tensor, Tensor]:
+    """src as contiguous int32 (N*K,) and fanin as int32 (N,) (None = all K), on the device."""
+    src32 = src.reshape(N * K).to(torch.int32).contiguous()
+    fan32 = (torch.full((N,), K, dtype=torch.int32, device=src.device) if fanin is None
+             else fanin.to(torch.int32).contiguous())
+    return src32, fan32
+
+
+class TritonSemiImplicitLTC(torch.autograd.Function):
+    """``apply(v0, keep, num0, den0, h, cm, sig, nsmu, M2, src, unfolds, kernel, flush, fanin) -> V``.
+
+    The argument list of :class:`liquid_rl.ltc_fused.FusedSemiImplicitLTC`: v0 (B, N);
+    keep (T, B, 1) or None; num0, den0 (T, B, N); h (T, B, 1) or (T, 1, 1); cm (N,);
+    sig, nsmu (N, K); M2 (N, 2, K); src (N*K,) long; fanin (N,) long or None. Returns
+    V (T, B, N). ``kernel`` and ``flush`` are accepted for that signature and ignored
+    (GPUs have no denormal slow path). No gradient flows to ``h``, ``keep`` or padding
+    synapses (k >= fanin[j]).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, v0: Tensor, keep: Tensor | None, num0: Tensor, den0: Tensor, h: Tensor, cm: Tensor,
+                sig: Tensor, nsmu: Tensor, M2: Tensor, src: Tensor, unfolds: int, kernel: str = "triton",
+                flush: bool = False, fanin: Tensor | None = None) -> Tensor:
+        check(num0)
+        N, K = sig.shape
+        src32, fan32 = _index(src, fanin, N, K)
+        save = any(ctx.needs_input_grad)
+        V, states, dens = ltc_forward(v0, keep, num0, den0, h, cm, sig, nsmu, M2, src32, fan32, unfolds, save)
+        if save:
+            ctx.save_for_backward(keep, h, cm, sig, nsmu, M2, src32, fan32, V, states, dens)
+        return V
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        keep, h, cm, sig, nsmu, M2, src32, fan32, V, states, dens = ctx.saved_tensors
+        g_v0, g_num0, g_den0, g_cm, g_sig, g_nsmu, g_M2 = ltc_backward(
+            grad_out, keep, h, cm, sig, nsmu, M2, src32, fan32, V, states, dens)
+        return (g_v0, None, g_num0, g_den0, None, g_cm, g_sig, g_nsmu, g_M2, None, None, None, None, None)
