@@ -26,7 +26,7 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -182,9 +182,11 @@ class BestModelCallback(BaseCallback):
     ``evaluations.json``, redraws the learning curve and saves ``best/`` when the mean
     return improves."""
 
-    def __init__(self, run_dir: Path, config: Mapping[str, Any], eval_env: VecEnv) -> None:
+    def __init__(self, run_dir: Path, config: Mapping[str, Any], eval_env: VecEnv,
+                 on_evaluation: Callable[[dict[str, Any]], None] | None = None) -> None:
         super().__init__()
         self.run_dir, self.config, self.eval_env = run_dir, config, eval_env
+        self.on_evaluation = on_evaluation
         self.last_step = -1
         self.due: _Every | None = None
         self.best = -np.inf
@@ -222,6 +224,8 @@ class BestModelCallback(BaseCallback):
         evaluations = read_evaluations(self.run_dir / "evaluations.json")
         evaluations.append(result)
         atomic_write_text(self.run_dir / "evaluations.json", json.dumps(evaluations, indent=1))
+        if self.on_evaluation is not None:  # e.g. a sweep reporting the curve to its scheduler
+            self.on_evaluation(result)
         if result["mean_return"] > self.best:
             self.best = result["mean_return"]
             best = self.run_dir / "best"
@@ -265,7 +269,8 @@ def _resolve(config: str | Path | Mapping[str, Any], overrides: Sequence[str], s
 
 def train(config: str | Path | Mapping[str, Any], out: str | Path | None = None, *, overrides: Sequence[str] = (),
           seed: int | None = None, device: str | None = None, overwrite: bool = False,
-          progress_bar: bool | None = None) -> Path:
+          progress_bar: bool | None = None,
+          on_evaluation: Callable[[dict[str, Any]], None] | None = None) -> Path:
     """Train an agent as a config says, into a new run directory.
 
     Args:
@@ -275,6 +280,7 @@ def train(config: str | Path | Mapping[str, Any], out: str | Path | None = None,
         seed, device: as ``--seed`` and ``--device``.
         overwrite: replace an existing run directory.
         progress_bar: override ``train.progress_bar``.
+        on_evaluation: called with each periodic evaluation (step, mean_return, ...).
 
     Returns:
         The run directory.
@@ -305,11 +311,11 @@ def train(config: str | Path | Mapping[str, Any], out: str | Path | None = None,
                   liquid_rl_version=_version(), event={"event": "start", "step": 0, "time": time.time()})
     _draw_wiring(model, run_dir)
     _say(f"liquid-rl: training {_title(cfg)} for {cfg['train']['total_timesteps']} steps into {run_dir}")
-    return _learn(run_dir, cfg, model, venv, eval_env, progress_bar, resumed=False)
+    return _learn(run_dir, cfg, model, venv, eval_env, progress_bar, resumed=False, on_evaluation=on_evaluation)
 
 
 def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress_bar: bool | None = None,
-           device: str | None = None) -> Path:
+           device: str | None = None, on_evaluation: Callable[[dict[str, Any]], None] | None = None) -> Path:
     """Continue a run from its latest checkpoint (or from the start if it was killed before
     the first one): model, optimizer, normalisation statistics and, for off-policy
     algorithms, the replay buffer; the step count continues.
@@ -319,6 +325,7 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress_bar: 
         overrides: only ``train.total_timesteps`` may change (to extend a run).
         progress_bar: override ``train.progress_bar``.
         device: torch device (default: the config's).
+        on_evaluation: called with each periodic evaluation, as in ``train``.
 
     Raises:
         UserError: not a run directory, or a checkpoint that cannot be loaded.
@@ -371,7 +378,7 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress_bar: 
         eval_env.close()
         return _finish(run, cfg, model)
     _say(f"liquid-rl: resuming {run} at step {start} of {total}")
-    return _learn(run, cfg, model, venv, eval_env, progress_bar, resumed=True)
+    return _learn(run, cfg, model, venv, eval_env, progress_bar, resumed=True, on_evaluation=on_evaluation)
 
 
 def _truncate_logs(run: Path, step: int) -> None:
@@ -392,14 +399,15 @@ def _truncate_logs(run: Path, step: int) -> None:
 
 
 def _learn(run_dir: Path, cfg: dict[str, Any], model: BaseAlgorithm, venv: VecEnv, eval_env: VecEnv,
-           progress_bar: bool | None, resumed: bool) -> Path:
+           progress_bar: bool | None, resumed: bool,
+           on_evaluation: Callable[[dict[str, Any]], None] | None = None) -> Path:
     t = cfg["train"]
     formats = ["tensorboard"] + (["stdout"] if t["verbose"] else [])
     model.set_logger(configure(str(run_dir / "tb"), formats))
     progress = t["progress_bar"] if progress_bar is None else progress_bar
     checkpoints = CheckpointCallback(run_dir, cfg)
     callbacks: list[BaseCallback] = [checkpoints, EpisodeLogCallback(run_dir / "episodes.csv")]
-    best = BestModelCallback(run_dir, cfg, eval_env) if t["eval_every"] > 0 else None
+    best = BestModelCallback(run_dir, cfg, eval_env, on_evaluation) if t["eval_every"] > 0 else None
     if best is not None:
         callbacks.append(best)
     if t["diagnostics_every"] > 0:
