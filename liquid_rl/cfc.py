@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from liquid_rl.cfc_fused import FusedCfC, recurrence
 from liquid_rl.sequence import LiquidSequence, LSTMCell
-from liquid_rl.wirings import WiredSizes, Wiring
+from liquid_rl.wirings import WiredSizes, Wiring, as_wiring
 
 MODES = ("default", "pure", "no_gate")
 
@@ -307,6 +307,7 @@ class CfC(LiquidSequence):
                  mode: str = "default", activation: str = "lecun_tanh", backbone_units: int | None = None,
                  backbone_layers: int | None = None, backbone_dropout: float | None = None) -> None:
         super().__init__()
+        units = as_wiring(units)  # an ncps wiring is converted
         self.input_size = int(input_size)
         self.wiring_or_units = units
         self.proj_size = proj_size

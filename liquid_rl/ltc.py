@@ -28,7 +28,7 @@ from liquid_rl import native
 from liquid_rl.ltc_fused import FusedSemiImplicitLTC, check_kernel, resolve_kernel
 from liquid_rl.sequence import LiquidSequence, LSTMCell
 from liquid_rl.solvers import get_solver
-from liquid_rl.wirings import FullyConnected, WiredSizes, Wiring
+from liquid_rl.wirings import FullyConnected, WiredSizes, Wiring, as_wiring
 
 _INIT_RANGES = {
     "gleak": (0.001, 1.0), "vleak": (-0.2, 0.2), "cm": (0.4, 0.6),
@@ -101,6 +101,7 @@ class LTCCell(WiredSizes, nn.Module):
         super().__init__()
         check_kernel(kernel)
         self.kernel = kernel
+        wiring = as_wiring(wiring)
         if in_features is not None:
             wiring.build(in_features)
         if not wiring.is_built():
@@ -423,7 +424,8 @@ class LTC(WiredSizes, LiquidSequence):
                  fused: bool = True, kernel: str = "auto", flush_denormal: bool = True,
                  input_scale: float = 1.0, input_shift: float = 0.0) -> None:
         super().__init__()
-        wiring = units if isinstance(units, Wiring) else FullyConnected(int(units))
+        units = as_wiring(units)  # an ncps wiring is converted
+        wiring = units if isinstance(units, Wiring) else FullyConnected(units)
         self.input_size = int(input_size)
         self.wiring_or_units = units
         self.batch_first = batch_first

@@ -19,6 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
+_POLARITY = {1: "excitatory", -1: "inhibitory"}
+_SYNAPSE_COLOURS = {"excitatory": "tab:green", "inhibitory": "tab:red"}
+_NEURON_COLOURS = {"sensory": "tab:olive", "inter": "tab:blue", "command": "tab:purple", "motor": "tab:orange"}
+#: ``draw_graph`` layout name -> networkx layout function (``{name}_layout``), as in ncps.
+GRAPH_LAYOUTS = {"kamada": "kamada_kawai", "circular": "circular", "random": "random", "shell": "shell",
+                 "spring": "spring", "spectral": "spectral", "spiral": "spiral"}
+
 
 class Wiring:
     """Base wiring of ``units`` neurons, fully disconnected until synapses are added.
@@ -179,10 +186,81 @@ class Wiring:
         cfg["types"] = [self.get_type_of_neuron(i) for i in range(self.units)]
         return cfg
 
+    def summary(self) -> str:
+        """One line, e.g. "NCP: 19 neurons (12 inter, 6 command, 1 motor), 59 synapses
+        between neurons, 66 from 8 inputs"."""
+        counts = self.neuron_counts
+        kinds = ", ".join(f"{counts[k]} {k}" for k in ("inter", "command", "motor") if counts.get(k))
+        line = f"{type(self).__name__}: {self.units} neurons ({kinds}), {self.synapse_count} synapses between neurons"
+        if self.sensory_adjacency_matrix is not None:
+            line += f", {self.sensory_synapse_count} from {self.input_dim} inputs"
+        return line
+
+    # --- graph (ncps' get_graph / draw_graph) -------------------------------------------
+    def get_graph(self, include_sensory_neurons: bool = True) -> Any:
+        """The wiring as a ``networkx.DiGraph``, with ncps' node and edge names.
+
+        Nodes ``"neuron_{i}"`` (attribute ``neuron_type``: "inter", "command", "motor") and,
+        with ``include_sensory_neurons``, ``"sensory_{i}"``; every synapse is an edge with
+        ``polarity`` "excitatory" or "inhibitory". networkx comes with PyTorch.
+        """
+        import networkx as nx
+
+        sensory = self._require_built()
+        graph = nx.DiGraph()
+        for i in range(self.units):
+            graph.add_node(f"neuron_{i}", neuron_type=self.get_type_of_neuron(i))
+        if include_sensory_neurons:
+            for i in range(self.input_dim):
+                graph.add_node(f"sensory_{i}", neuron_type="sensory")
+            for (src, dest), sign in np.ndenumerate(sensory):
+                if sign:
+                    graph.add_edge(f"sensory_{src}", f"neuron_{dest}", polarity=_POLARITY[int(sign)])
+        for (src, dest), sign in np.ndenumerate(self.adjacency_matrix):
+            if sign:
+                graph.add_edge(f"neuron_{src}", f"neuron_{dest}", polarity=_POLARITY[int(sign)])
+        return graph
+
+    def draw_graph(self, layout: str = "shell", neuron_colors: dict[str, str] | None = None,
+                   synapse_colors: str | dict[str, str] | None = None, draw_labels: bool = False) -> list[Any]:
+        """Draw :meth:`get_graph` on the current matplotlib axes, as ncps does.
+
+        Args:
+            layout: one of ``GRAPH_LAYOUTS`` (networkx layouts).
+            neuron_colors: colour per neuron type, merged over the defaults.
+            synapse_colors: one colour, or one per polarity.
+            draw_labels: write each node's name ("neuron_7") beside it.
+
+        Returns:
+            The legend handles, one per neuron type (``plt.legend(handles=...)``).
+        """
+        import matplotlib.patches as mpatches
+        import matplotlib.pyplot as plt
+        import networkx as nx
+
+        if layout not in GRAPH_LAYOUTS:
+            raise ValueError(f"Unknown layout {layout!r}; use one of {', '.join(GRAPH_LAYOUTS)}")
+        if isinstance(synapse_colors, str):
+            synapse_colors = {"excitatory": synapse_colors, "inhibitory": synapse_colors}
+        synapse_colors = {**_SYNAPSE_COLOURS, **(synapse_colors or {})}
+        neuron_colors = {**_NEURON_COLOURS, **(neuron_colors or {})}
+        graph = self.get_graph()
+        positions = getattr(nx, f"{GRAPH_LAYOUTS[layout]}_layout")(graph)
+        for node, data in graph.nodes(data=True):
+            nx.draw_networkx_nodes(graph, positions, [node], node_color=neuron_colors[data["neuron_type"]])
+        if draw_labels:
+            nx.draw_networkx_labels(graph, positions)
+        for src, dest, data in graph.edges(data=True):
+            nx.draw_networkx_edges(graph, positions, [(src, dest)], edge_color=synapse_colors[data["polarity"]])
+        kinds = {data["neuron_type"] for _, data in graph.nodes(data=True)}
+        return [mpatches.Patch(color=colour, label=f"{kind.capitalize()} neurons")
+                for kind, colour in neuron_colors.items() if kind in kinds]
+
     # --- drawing ---------------------------------------------------------------------
     def draw(self, path: str | Path, title: str | None = None) -> Path:
         """Render the wiring to a PNG: layers left to right (sensory, inter, command,
-        motor), excitatory synapses green and inhibitory red.
+        motor), excitatory synapses green and inhibitory red; each neuron carries its
+        index (the row names of the activity plots), each input ``s{i}``.
 
         Returns the path written.
         """
@@ -220,15 +298,17 @@ class Wiring:
         kind_colour = {"sensory": "tab:olive", "inter": "tab:blue", "command": "tab:purple", "motor": "tab:orange"}
         for node, (x, y) in pos.items():
             kind = "sensory" if node[0] == "sensory" else self.get_type_of_neuron(node[1])
-            ax.scatter([x], [y], s=140, color=kind_colour.get(kind, "tab:blue"), zorder=2, edgecolors="black")
+            ax.scatter([x], [y], s=170, color=kind_colour.get(kind, "tab:blue"), zorder=2, edgecolors="black")
+            # the neuron's index, as in the activity plots' rows ("inter 7"); inputs "s0", "s1", ...
+            ax.text(x, y, f"s{node[1]}" if node[0] == "sensory" else str(node[1]), fontsize=6,
+                    ha="center", va="center", zorder=3)
         handles = [Line2D([0], [0], marker="o", ls="", color=c, label=k) for k, c in kind_colour.items()
                    if k in self.neuron_counts or k == "sensory"]
         handles += [Line2D([0], [0], color="tab:green", label="excitatory"),
                     Line2D([0], [0], color="tab:red", label="inhibitory")]
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
         ax.set_axis_off()
-        ax.set_title(title or f"{type(self).__name__}: {self.units} neurons, "
-                     f"{self.synapse_count} + {self.sensory_synapse_count} sensory synapses")
+        ax.set_title(title or self.summary())
         fig.tight_layout()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -503,3 +583,59 @@ class AutoNCP(NCP):
             motor_fanin=max(int(command * density), 1),
             seed=seed,
         )
+
+
+class NcpsWiring(StoredWiring):
+    """An ``ncps.wirings`` object used here: its synapses are copied once it is built.
+
+    ``build(input_dim)`` builds the ncps wiring itself (as ncps' own models do, so the
+    user's object ends up built, with ncps' random draws) and copies its matrices, layers
+    and neuron types. Made by :func:`as_wiring`; ncps is never imported.
+    """
+
+    def __init__(self, ncps_wiring: Any) -> None:
+        layers = [list(map(int, ncps_wiring.get_neurons_of_layer(i))) for i in range(ncps_wiring.num_layers)]
+        types = [str(ncps_wiring.get_type_of_neuron(i)) for i in range(ncps_wiring.units)]
+        super().__init__(int(ncps_wiring.units), layers, types)
+        self.source = ncps_wiring
+        self.adjacency_matrix = np.asarray(ncps_wiring.adjacency_matrix, dtype=np.int32).copy()
+        if ncps_wiring.output_dim is not None:
+            self.output_dim = int(ncps_wiring.output_dim)
+        if ncps_wiring.input_dim is not None:
+            self._copy_sensory()
+
+    def _copy_sensory(self) -> None:
+        # ncps draws its recurrent synapses (NCP) during build too: copy both matrices.
+        self.adjacency_matrix = np.asarray(self.source.adjacency_matrix, dtype=np.int32).copy()
+        self.sensory_adjacency_matrix = np.asarray(self.source.sensory_adjacency_matrix, dtype=np.int32).copy()
+        self.input_dim = int(self.source.input_dim)
+
+    def summary(self) -> str:
+        return f"ncps {type(self.source).__name__}" + super().summary()[len(type(self).__name__):]
+
+    def build(self, input_dim: int) -> None:
+        if self.input_dim is None:
+            self.source.build(int(input_dim))
+            self._copy_sensory()
+        super().build(input_dim)
+
+
+def is_ncps_wiring(obj: Any) -> bool:
+    """Whether ``obj`` is a wiring of the ncps package (told by its class's module)."""
+    return any(c.__module__.split(".")[0] == "ncps" and c.__name__ == "Wiring" for c in type(obj).__mro__)
+
+
+def as_wiring(units: Any) -> Any:
+    """Pass an int or a :class:`Wiring` through; convert an ncps wiring to :class:`NcpsWiring`.
+
+    Raises:
+        TypeError: anything else, naming what is accepted.
+    """
+    if isinstance(units, Wiring):
+        return units
+    if is_ncps_wiring(units):
+        return NcpsWiring(units)
+    if isinstance(units, (int, np.integer)) and not isinstance(units, bool):
+        return int(units)
+    raise TypeError(f"units must be a number of neurons (int) or a liquid_rl.wirings.Wiring (an ncps wiring is "
+                    f"converted), got {type(units).__module__}.{type(units).__name__}")
