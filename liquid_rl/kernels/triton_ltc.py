@@ -12,8 +12,8 @@ scatter onto presynaptic neurons goes through atomic adds on the program's own r
 Weight gradients are summed per program into private buffers and reduced over programs
 by one ``sum`` afterwards (deterministic, no contention between programs).
 
-Triton's interpreter (``TRITON_INTERPRET=1`` set before this module is imported) runs the
-same kernels on CPU tensors, which is how the tests check them without a GPU.
+With ``TRITON_INTERPRET=1``, Triton's interpreter runs the same kernels on CPU tensors
+(CUDA tensors always run compiled), which is how the tests check them without a GPU.
 """
 
 from __future__ import annotations
@@ -28,27 +28,31 @@ from torch.autograd.function import once_differentiable
 try:
     import triton
     import triton.language as tl
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
 except ImportError:  # Triton is an optional extra ("gpu")
     triton = None
-    tl = None
 
-# The interpreter is chosen when the kernels are decorated, i.e. when this module is imported.
-INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 DTYPES = (torch.float32, torch.float64)
+
+
+def interpreted() -> bool:
+    """True when TRITON_INTERPRET asks for Triton's interpreter (read at each call)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
 def available() -> bool:
     """True when Triton is importable and can run here (CUDA, or its CPU interpreter)."""
-    return triton is not None and (INTERPRETED or torch.cuda.is_available())
+    return triton is not None and (torch.cuda.is_available() or interpreted())
 
 
 def check(tensor: Tensor) -> None:
     """Raise one ValueError when the Triton kernel cannot run on ``tensor``."""
     if triton is None:
         raise ValueError("LTC kernel 'triton' needs Triton: pip install 'liquid-rl[gpu]' (or pip install triton)")
-    if tensor.device.type != "cuda" and not INTERPRETED:
-        raise ValueError(f"LTC kernel 'triton' needs a CUDA tensor (got a {tensor.device.type} tensor); to run it "
-                         "on the CPU set TRITON_INTERPRET=1 before liquid_rl is imported")
+    if tensor.device.type != "cuda" and not interpreted():
+        raise ValueError(f"LTC kernel 'triton' needs a CUDA tensor (got a {tensor.device.type} tensor); "
+                         "set TRITON_INTERPRET=1 to run it on the CPU with Triton's interpreter")
     if tensor.dtype not in DTYPES:
         raise ValueError(f"LTC kernel 'triton' supports float32 and float64 (got {tensor.dtype})")
 
@@ -59,12 +63,8 @@ def block_b(B: int) -> int:
 
 
 if triton is not None:
+    # Plain functions, compiled (CUDA) or interpreted (CPU tensors) by the launchers below.
 
-    @triton.jit
-    def _sigmoid(z):
-        return 1.0 / (1.0 + tl.exp(-z))
-
-    @triton.jit
     def _ltc_forward_kernel(v0, keep, num0, den0, h, cm, sig, nsmu, M2, src, fanin, V, states, dens,
                             T, B, N, K, U, Bh, h_sb,
                             HAS_KEEP: tl.constexpr, SAVE: tl.constexpr,
@@ -103,7 +103,7 @@ if triton is not None:
                     mu = tl.load(nsmu + rn * K + k, mask=valid, other=0.0)
                     w0 = tl.load(M2 + rn * 2 * K + k, mask=valid, other=0.0)
                     w1 = tl.load(M2 + rn * 2 * K + K + k, mask=valid, other=0.0)
-                    s = _sigmoid(sg[None, :] * x + mu[None, :])
+                    s = 1.0 / (1.0 + tl.exp(-(sg[None, :] * x + mu[None, :])))
                     a += w0[None, :] * s
                     g += w1[None, :] * s
                 d = d0 + ht * g
@@ -112,7 +112,6 @@ if triton is not None:
                 v = (cmv[None, :] * v + n0 + ht * a) / d
             tl.store(V + t * BN + off, v, mask=m)
 
-    @triton.jit
     def _ltc_backward_kernel(grad_out, keep, h, cm, sig, nsmu, M2, src, fanin, V, states, dens, scratch,
                              g_v0, g_num0, g_den0, p_cm, p_sig, p_nsmu, p_M2,
                              T, B, N, K, U, Bh, h_sb,
@@ -171,7 +170,7 @@ if triton is not None:
                     mu = tl.load(nsmu + rn * K + k, mask=valid, other=0.0)
                     w0 = tl.load(M2 + rn * 2 * K + k, mask=valid, other=0.0)
                     w1 = tl.load(M2 + rn * 2 * K + K + k, mask=valid, other=0.0)
-                    s = tl.where(mk, _sigmoid(sg[None, :] * x + mu[None, :]), 0.0)
+                    s = tl.where(mk, 1.0 / (1.0 + tl.exp(-(sg[None, :] * x + mu[None, :]))), 0.0)
                     z = (w0[None, :] * G0 + w1[None, :] * G1) * s * (1.0 - s)
                     wk = pid * 2 * NK + rn * 2 * K + k
                     tl.atomic_add(p_M2 + wk, tl.sum(G0 * s, axis=0), mask=valid)
@@ -192,6 +191,15 @@ if triton is not None:
                 gv = gv * f[:, None]
         tl.store(g_v0 + off, gv, mask=m)
         tl.store(p_cm + pid * N + rn, gcm, mask=mn)
+
+
+    _COMPILED = {f: JITFunction(f) for f in (_ltc_forward_kernel, _ltc_backward_kernel)}
+    _INTERPRETED = {f: InterpretedFunction(f) for f in (_ltc_forward_kernel, _ltc_backward_kernel)}
+
+
+def _kernel(fn: Any, device: torch.device) -> Any:
+    """``fn`` compiled for CUDA, or under Triton's interpreter for tensors elsewhere."""
+    return (_COMPILED if device.type == "cuda" else _INTERPRETED)[fn]
 
 
 def _launch_shape(B: int, N: int, block: int | None) -> tuple[int, int, int]:
@@ -225,7 +233,7 @@ def ltc_forward(v0: Tensor, keep: Tensor | None, num0: Tensor, den0: Tensor, h: 
     dens = num0.new_empty((T, unfolds, B, N)) if save else V      # V: an unused placeholder
     h2, Bh, h_sb = _h_layout(h, B)
     keep2 = keep.reshape(T, B).contiguous() if keep is not None else V
-    _ltc_forward_kernel[(P,)](v0.contiguous(), keep2, num0.contiguous(), den0.contiguous(), h2, cm.contiguous(),
+    _kernel(_ltc_forward_kernel, num0.device)[(P,)](v0.contiguous(), keep2, num0.contiguous(), den0.contiguous(), h2, cm.contiguous(),
                               sig.contiguous(), nsmu.contiguous(), M2.contiguous(), src, fanin, V, states, dens,
                               T, B, N, K, unfolds, Bh, h_sb, HAS_KEEP=keep is not None, SAVE=save,
                               BLOCK_B=BB, BLOCK_N=BN_)
@@ -252,7 +260,7 @@ def ltc_backward(grad_out: Tensor, keep: Tensor | None, h: Tensor, cm: Tensor, s
     p_M2 = V.new_zeros((P, N, 2, K))
     h2, Bh, h_sb = _h_layout(h, B)
     keep2 = keep.reshape(T, B).contiguous() if keep is not None else V
-    _ltc_backward_kernel[(P,)](grad_out.contiguous(), keep2, h2, cm.contiguous(), sig.contiguous(), nsmu.contiguous(),
+    _kernel(_ltc_backward_kernel, V.device)[(P,)](grad_out.contiguous(), keep2, h2, cm.contiguous(), sig.contiguous(), nsmu.contiguous(),
                                M2.contiguous(), src, fanin, V, states, dens, scratch, g_v0, g_num0, g_den0,
                                p_cm, p_sig, p_nsmu, p_M2, T, B, N, K, U, Bh, h_sb,
                                HAS_KEEP=keep is not None, BLOCK_B=BB, BLOCK_N=BN_)
