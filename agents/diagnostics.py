@@ -1,7 +1,7 @@
 """Looking inside a policy's recurrent cores while it runs.
 
 :class:`CoreRecorder` puts forward hooks on the recurrent cores of a policy (the liquid
-cores of ``liquid_rl.cells``, and ``nn.LSTM`` for the baselines) and keeps, per core, the
+cores, ``liquid_rl.core.Core``, and ``nn.LSTM`` for the baselines) and keeps, per core, the
 latest input and state; optionally every state (for activity plots). The
 :class:`LiquidDiagnosticsCallback` turns those into TensorBoard scalars during training:
 effective time constants of LTC neurons (``LTCCell.time_constants``) and state norms.
@@ -10,7 +10,6 @@ Policies without a recurrent core have nothing to hook, and the callback does no
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import numpy as np
@@ -19,6 +18,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import TensorBoardOutputFormat
 from torch import Tensor, nn
 
+from liquid_rl.core import Core
 from liquid_rl.wirings import Wiring
 
 __all__ = ["find_cores", "core_wiring", "core_neurons", "core_statistics", "core_label", "CoreRecorder",
@@ -26,16 +26,8 @@ __all__ = ["find_cores", "core_wiring", "core_neurons", "core_statistics", "core
 
 
 def _is_core(module: nn.Module) -> bool:
-    """A flat-state core of ``liquid_rl.cells``: ``forward(x, state, timespans, resets)``."""
-    if isinstance(module, nn.LSTM):
-        return True
-    if not all(hasattr(module, a) for a in ("state_size", "input_size", "output_size")):
-        return False
-    try:
-        params = list(inspect.signature(module.forward).parameters)
-    except (TypeError, ValueError):
-        return False
-    return params[:2] == ["x", "state"] and "resets" in params
+    """A flat-state core (``liquid_rl.core.Core``) or an ``nn.LSTM`` of the baselines."""
+    return isinstance(module, (Core, nn.LSTM))
 
 
 def find_cores(module: nn.Module) -> dict[str, nn.Module]:

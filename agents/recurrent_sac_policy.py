@@ -1,6 +1,6 @@
 """Networks of recurrent SAC: a recurrent actor and recurrent twin critics.
 
-Every network owns its recurrent core (built by :func:`liquid_rl.cells.build_core`:
+Every network owns its recurrent core (built by :meth:`liquid_rl.core.CoreSpec.build`:
 "ltc", "cfc", "lstm", and any cell registered there later, such as "liquid_s4"):
 
 - actor: ``obs -> features -> core -> MLP(pi) -> (mean, log_std)`` of a tanh-squashed
@@ -37,54 +37,14 @@ from stable_baselines3.common.torch_layers import (
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from liquid_rl.cells import CELLS, build_core
-from liquid_rl.policies import (
-    action_output_size,
-    check_step_time,
-    resolve_output_size,
-    resolve_wiring,
-    step_timespan,
-)
+from liquid_rl.core import Core, CoreSpec, action_output_size
 from liquid_rl.wirings import Wiring
 
 LOG_STD_MAX = 2
 LOG_STD_MIN = -20
 
 
-def core_spec(cell: str, units: int, wiring: str | Wiring | dict[str, Any] = "full",
-              output_size: int | None = None, cell_options: dict[str, Any] | None = None,
-              default_wired: int = 1, step_time: float = 1.0) -> dict[str, Any]:
-    """Check a recurrent core's description (the options of ``LiquidRecurrentPolicy``)
-    and return what :func:`make_core` and :func:`_unroll_core` need. ``output_size``
-    defaults as there: all ``units`` for "full", ``default_wired`` (the action size) for
-    "ncp"/"random", the motor count of a Wiring; ``step_time`` is the cell time of one
-    env step. Raises ValueError with one line on bad input."""
-    if cell not in CELLS:
-        raise ValueError(f"Unknown cell {cell!r}; choose one of {sorted(CELLS)}")
-    if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
-        raise ValueError(f"units must be a positive integer, got {units!r}")
-    resolve_wiring(wiring)  # validates
-    out = resolve_output_size(cell, int(units), wiring, output_size, default_wired)
-    return dict(cell=cell, units=int(units), wiring=wiring, output_size=out, options=dict(cell_options or {}),
-                step_time=check_step_time(step_time))
-
-
-def make_core(spec: dict[str, Any], input_size: int) -> nn.Module:
-    """A fresh core for ``spec`` (from :func:`core_spec`); a Wiring is copied per core."""
-    core = build_core(spec["cell"], input_size, spec["units"], wiring=resolve_wiring(spec["wiring"]),
-                      output_size=None if spec["cell"] == "lstm" else spec["output_size"], **spec["options"])
-    if core.output_size != spec["output_size"]:
-        raise ValueError(f"cell {spec['cell']!r} outputs {core.output_size} features, "
-                         f"expected output_size={spec['output_size']}")
-    return core
-
-
-def _timespan(spec: dict[str, Any]) -> float | None:
-    """The core's timespans argument for one env step (specs saved before step_time: 1.0)."""
-    return step_timespan(spec.get("step_time", 1.0))
-
-
-def _unroll_core(core: nn.Module, x: th.Tensor, state: th.Tensor, resets: th.Tensor,
+def _unroll_core(core: Core, x: th.Tensor, state: th.Tensor, resets: th.Tensor,
                  burn_in: int, timespan: float | None = None) -> th.Tensor:
     """Run ``core`` over x (T, B, I) from state (B, S), ``timespan`` cell time per step
     (None: one unit); the first ``burn_in`` steps only rebuild the state, without
@@ -104,7 +64,7 @@ class RecurrentActor(BasePolicy):
     :param net_arch: hidden layers of the MLP after the core.
     :param features_extractor: module mapping (N, *obs_shape) to (N, features_dim).
     :param features_dim: features per step (the core's input size).
-    :param core_spec: the core's description (see :func:`core_spec`).
+    :param core_spec: the core's description.
     :param activation_fn: activation of the MLP.
     :param normalize_images: divide image observations by 255.
     """
@@ -118,7 +78,7 @@ class RecurrentActor(BasePolicy):
         net_arch: list[int],
         features_extractor: BaseFeaturesExtractor,
         features_dim: int,
-        core_spec: dict[str, Any],
+        core_spec: CoreSpec,
         activation_fn: type[nn.Module] = nn.ReLU,
         normalize_images: bool = True,
     ) -> None:
@@ -128,7 +88,7 @@ class RecurrentActor(BasePolicy):
         self.features_dim = features_dim
         self.core_spec = core_spec
         self.activation_fn = activation_fn
-        self.core = make_core(core_spec, features_dim)
+        self.core = core_spec.build(features_dim)
         self.state_size: int = int(self.core.state_size)
         action_dim = get_action_dim(self.action_space)
         self.latent_pi = nn.Sequential(*create_mlp(self.core.output_size, -1, net_arch, activation_fn))
@@ -156,7 +116,7 @@ class RecurrentActor(BasePolicy):
         """Core outputs for obs (T, B, *obs_shape) from state (B, S) with resets (T, B):
         the first ``burn_in`` steps run without gradient and are dropped; returns
         (T - burn_in, B, O)."""
-        return _unroll_core(self.core, self._features(obs), state, resets, burn_in, _timespan(self.core_spec))
+        return _unroll_core(self.core, self._features(obs), state, resets, burn_in, self.core_spec.timespan)
 
     def dist_params(self, latent: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """Core outputs (..., O) -> mean, log_std (..., A) of the Gaussian before tanh."""
@@ -176,7 +136,7 @@ class RecurrentActor(BasePolicy):
         squashed action (B, A) in [-1, 1], next state (B, S). The state is zeroed
         where ``episode_start`` is True before the step."""
         features = self.extract_features(obs, self.features_extractor)
-        latent, state = self.core(features.unsqueeze(0), state, _timespan(self.core_spec),
+        latent, state = self.core(features.unsqueeze(0), state, self.core_spec.timespan,
                                   episode_start.bool().unsqueeze(0))
         mean, log_std = self.dist_params(latent[0])
         actions = self.action_dist.actions_from_params(mean, log_std, deterministic=deterministic)
@@ -201,7 +161,7 @@ class RecurrentCritic(BaseModel):
     :param features_extractor: module mapping (N, *obs_shape) to (N, features_dim),
         shared by the Q-networks of this critic.
     :param features_dim: features per step.
-    :param core_spec: the core's description (see :func:`core_spec`).
+    :param core_spec: the core's description.
     :param activation_fn: activation of the MLPs.
     :param normalize_images: divide image observations by 255.
     :param n_critics: number of Q-networks (2: twin Q).
@@ -215,7 +175,7 @@ class RecurrentCritic(BaseModel):
         net_arch: list[int],
         features_extractor: BaseFeaturesExtractor,
         features_dim: int,
-        core_spec: dict[str, Any],
+        core_spec: CoreSpec,
         activation_fn: type[nn.Module] = nn.ReLU,
         normalize_images: bool = True,
         n_critics: int = 2,
@@ -229,7 +189,7 @@ class RecurrentCritic(BaseModel):
         self.n_critics = n_critics
         self.core_spec = core_spec
         self.share_core = share_core
-        self.cores = nn.ModuleList(make_core(core_spec, features_dim) for _ in range(1 if share_core else n_critics))
+        self.cores = nn.ModuleList(core_spec.build(features_dim) for _ in range(1 if share_core else n_critics))
         out = self.cores[0].output_size
         self.q_networks = nn.ModuleList(
             nn.Sequential(*create_mlp(out + action_dim, 1, net_arch, activation_fn)) for _ in range(n_critics)
@@ -243,7 +203,7 @@ class RecurrentCritic(BaseModel):
         features = self.extract_features(obs.reshape(T * B, *obs.shape[2:]), self.features_extractor)
         features = features.reshape(T, B, -1)
         latents = [_unroll_core(core, features, th.zeros(B, core.state_size, device=features.device), resets, burn_in,
-                                _timespan(self.core_spec)) for core in self.cores]
+                                self.core_spec.timespan) for core in self.cores]
         return latents * self.n_critics if self.share_core else latents
 
     def q_values(self, latents: list[th.Tensor], actions: th.Tensor) -> list[th.Tensor]:
@@ -259,7 +219,7 @@ class RecurrentSACPolicy(BasePolicy):
     :param observation_space: observation space (Box or Discrete).
     :param action_space: a Box action space.
     :param lr_schedule: learning rate schedule.
-    :param cell: the actor's cell, a name of ``liquid_rl.cells.CELLS``
+    :param cell: the actor's cell, a name of ``liquid_rl.core.CELLS``
         ("ltc", "cfc", "lstm", "liquid_s4", ...).
     :param units: neurons / hidden units of the actor's core (Liquid-S4: d_model).
     :param wiring: "full", "ncp", "random", a ``liquid_rl.wirings.Wiring`` or its
@@ -326,9 +286,9 @@ class RecurrentSACPolicy(BasePolicy):
                          optimizer_class=optimizer_class, optimizer_kwargs=optimizer_kwargs,
                          squash_output=True, normalize_images=normalize_images)
         n_actions = action_output_size(action_space)
-        self.actor_core = core_spec(cell, units, wiring, output_size, cell_options, n_actions, step_time)
+        self.actor_core = CoreSpec.create(cell, units, wiring, output_size, cell_options, n_actions, step_time)
         same_cell = critic_cell in (None, cell)
-        self.critic_core = core_spec(
+        self.critic_core = CoreSpec.create(
             critic_cell or cell,
             critic_units if critic_units is not None else units,
             critic_wiring if critic_wiring is not None else (wiring if same_cell else "full"),

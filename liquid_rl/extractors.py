@@ -31,9 +31,8 @@ from stable_baselines3.common.preprocessing import is_image_space, is_image_spac
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from liquid_rl.cells import CELLS, build_core
 from liquid_rl.conv import NCPConvHead
-from liquid_rl.policies import check_step_time, resolve_output_size, resolve_wiring, step_timespan
+from liquid_rl.core import CoreSpec, check_cell
 from liquid_rl.wirings import Wiring
 
 __all__ = ["LiquidHistoryExtractor"]
@@ -47,7 +46,7 @@ class LiquidHistoryExtractor(BaseFeaturesExtractor):
             (K * C, H, W), channels first (SB3 transposes image envs).
         history: K, the ``n_stack`` of ``VecFrameStack``; must divide the vector length or
             the number of image channels.
-        cell: "ltc", "cfc" (or another key of ``liquid_rl.cells.CELLS``).
+        cell: "ltc", "cfc" (or another key of ``liquid_rl.core.CELLS``).
         units: neurons of the cell.
         wiring: "full", "ncp", "random", a Wiring or its ``to_config()``.
         output_size: neurons read out (motor neurons). Default: all units for "full",
@@ -70,8 +69,7 @@ class LiquidHistoryExtractor(BaseFeaturesExtractor):
                  **cell_options: Any) -> None:
         if not isinstance(history, (int, np.integer)) or isinstance(history, bool) or history < 1:
             raise ValueError(f"history must be a positive integer (the n_stack of VecFrameStack), got {history!r}")
-        if cell not in CELLS:
-            raise ValueError(f"Unknown cell {cell!r}; choose one of {sorted(CELLS)}")
+        check_cell(cell)
         if not isinstance(observation_space, spaces.Box):
             raise ValueError(f"LiquidHistoryExtractor takes a Box observation space (stacked vectors or images), "
                              f"got {observation_space}")
@@ -93,10 +91,13 @@ class LiquidHistoryExtractor(BaseFeaturesExtractor):
                              f"stack the env with VecFrameStack(n_stack={history})")
         if features_dim is not None and (not isinstance(features_dim, (int, np.integer)) or features_dim < 1):
             raise ValueError(f"features_dim must be a positive integer or None, got {features_dim!r}")
-        out = resolve_output_size(cell, int(units), wiring, output_size, max(1, int(units) // 4))
-        super().__init__(observation_space, features_dim or out)
+        spec = CoreSpec.create(cell, units, wiring, output_size, cell_options,
+                               default_wired=max(1, int(units) // 4) if isinstance(units, (int, np.integer)) else 1,
+                               step_time=step_time)
+        super().__init__(observation_space, features_dim or spec.output_size)
+        self.core_spec = spec
         self.history = int(history)
-        self.step_time = check_step_time(step_time)
+        self.step_time = spec.step_time
         self.image = image
         self.head: NCPConvHead | None = None
         if image:
@@ -106,8 +107,7 @@ class LiquidHistoryExtractor(BaseFeaturesExtractor):
         else:
             self.frame_shape = (shape[0] // history,)
             step_features = self.frame_shape[0]
-        self.core = build_core(cell, step_features, int(units), wiring=resolve_wiring(wiring),
-                               output_size=None if cell == "lstm" else out, **cell_options)
+        self.core = spec.build(step_features)
         self.proj = nn.Linear(self.core.output_size, features_dim) if features_dim else nn.Identity()
 
     def forward(self, observations: th.Tensor) -> th.Tensor:
@@ -119,5 +119,5 @@ class LiquidHistoryExtractor(BaseFeaturesExtractor):
             x = frames
         x = x.transpose(0, 1)                                                    # (K, B, F)
         state = x.new_zeros((B, self.core.state_size))
-        y, _ = self.core(x, state, step_timespan(self.step_time), None)
+        y, _ = self.core(x, state, self.core_spec.timespan, None)
         return self.proj(y[-1])

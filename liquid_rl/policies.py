@@ -9,7 +9,7 @@ sb3-contrib puts its LSTM state.
 How it fits: ``RecurrentActorCriticPolicy`` and ``RecurrentPPO`` read ``num_layers`` and
 ``hidden_size`` off ``policy.lstm_actor`` and carry an LSTM pair ``(h, c)`` of shape
 (num_layers, n_envs, hidden_size) everywhere. :class:`CoreAsLSTM` gives a core
-(``liquid_rl.cells``) those attributes and packs its flat state (B, S) into such a pair;
+(``liquid_rl.core.Core``) those attributes and packs its flat state (B, S) into such a pair;
 the policy replaces ``_process_sequence`` so that a whole padded batch of sequences runs
 through the core in one call, with the episode starts as resets.
 
@@ -19,7 +19,6 @@ wrapper produces), the cells integrate over ``dt / dt_unit`` per step instead of
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
@@ -34,8 +33,8 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, Combine
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import Tensor, nn
 
-from liquid_rl.cells import CELLS, WIRINGS, build_core
 from liquid_rl.conv import NCPConvExtractor
+from liquid_rl.core import Core, CoreSpec, action_output_size, check_cell, check_units, check_wiring
 from liquid_rl.wirings import Wiring
 
 __all__ = [
@@ -43,7 +42,6 @@ __all__ = [
     "LiquidRecurrentPolicy",
     "CnnLiquidRecurrentPolicy",
     "MultiInputLiquidRecurrentPolicy",
-    "action_output_size",
 ]
 
 LSTMState = tuple[Tensor, Tensor]
@@ -51,73 +49,8 @@ LSTMState = tuple[Tensor, Tensor]
 _LSTM_ONLY = {"lstm_hidden_size": "units", "n_lstm_layers": "cell options", "lstm_kwargs": "cell options"}
 
 
-def action_output_size(action_space: spaces.Space) -> int:
-    """Number of numbers a policy emits for ``action_space`` (Box: its size; Discrete: n
-    logits; MultiDiscrete: sum of logits; MultiBinary: n)."""
-    if isinstance(action_space, spaces.Box):
-        return int(np.prod(action_space.shape))
-    if isinstance(action_space, spaces.Discrete):
-        return int(action_space.n)
-    if isinstance(action_space, spaces.MultiDiscrete):
-        return int(np.sum(action_space.nvec))
-    if isinstance(action_space, spaces.MultiBinary):
-        return int(np.prod(action_space.shape))
-    raise ValueError(f"Unsupported action space {action_space}")
-
-
-def resolve_wiring(wiring: str | Wiring | dict[str, Any]) -> str | Wiring:
-    """A wiring name, a Wiring (copied, so that actor and critic own theirs) or a
-    ``Wiring.to_config()`` dict (rebuilt, which keeps policy_kwargs JSON-friendly)."""
-    if isinstance(wiring, dict):
-        return Wiring.from_config(wiring)
-    if isinstance(wiring, Wiring):
-        return copy.deepcopy(wiring)
-    if wiring not in WIRINGS:
-        raise ValueError(f"Unknown wiring {wiring!r}; choose one of {list(WIRINGS)} or pass a liquid_rl.wirings.Wiring")
-    return wiring
-
-
-def resolve_output_size(cell: str, units: int, wiring: str | Wiring | dict[str, Any],
-                        output_size: int | None, default_wired: int) -> int:
-    """The core's output (motor) size: ``output_size`` if given; else all ``units`` for a
-    fully connected cell, the wiring's motor count for a Wiring, ``default_wired`` for
-    "ncp"/"random" (kept below ``units - 2`` as AutoNCP needs)."""
-    if cell == "lstm":
-        if output_size not in (None, units):
-            raise ValueError(f"cell 'lstm' outputs its {units} units; drop output_size={output_size}")
-        return units
-    if output_size is not None:
-        if int(output_size) < 1:
-            raise ValueError(f"output_size must be a positive integer, got {output_size}")
-        return int(output_size)
-    if isinstance(wiring, dict):
-        return int(wiring["output_dim"])
-    if isinstance(wiring, Wiring):
-        if wiring.output_dim is None:
-            raise ValueError("The wiring has no output size: set its motor neurons (set_output_dim)")
-        return int(wiring.output_dim)
-    if wiring == "full":
-        return units
-    return max(1, min(default_wired, units - 3))
-
-
-def check_step_time(step_time: float) -> float:
-    """``step_time`` (cell time of one env step without a dt entry) as a float; ValueError
-    unless finite and > 0."""
-    if isinstance(step_time, bool) or not isinstance(step_time, (int, float, np.number)) \
-            or not (float(step_time) > 0 and np.isfinite(step_time)):
-        raise ValueError(f"step_time must be a finite number > 0 (cell time per env step), got {step_time!r}")
-    return float(step_time)
-
-
-def step_timespan(step_time: float) -> float | None:
-    """The cores' ``timespans`` argument for a constant ``step_time``: None for ncps' unit
-    step (the cores' path without elapsed times), else the number."""
-    return None if step_time == 1.0 else float(step_time)
-
-
 class CoreAsLSTM(nn.Module):
-    """A core (``liquid_rl.cells``) dressed as the ``nn.LSTM`` that RecurrentPPO expects.
+    """A core (``liquid_rl.core.Core``) dressed as the ``nn.LSTM`` that RecurrentPPO expects.
 
     RecurrentPPO sizes its state buffers from ``num_layers`` (1) and ``hidden_size`` and
     carries a pair ``(h, c)``, each (1, B, hidden_size). The core's flat state (B, S) is
@@ -130,7 +63,7 @@ class CoreAsLSTM(nn.Module):
 
     num_layers = 1
 
-    def __init__(self, core: nn.Module) -> None:
+    def __init__(self, core: Core) -> None:
         super().__init__()
         self.core = core
         self.input_size: int = core.input_size
@@ -226,10 +159,9 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
         for key, instead in _LSTM_ONLY.items():
             if key in cell_options:
                 raise ValueError(f"{type(self).__name__} has no {key!r} (an LSTM option); use {instead} instead")
-        if cell not in CELLS:
-            raise ValueError(f"Unknown cell {cell!r}; choose one of {sorted(CELLS)}")
-        if not isinstance(units, (int, np.integer)) or units < 1:
-            raise ValueError(f"units must be a positive integer, got {units!r}")
+        check_cell(cell)
+        check_units(units)
+        check_wiring(wiring)
         if shared_lstm and enable_critic_lstm:
             raise ValueError("shared_lstm=True needs enable_critic_lstm=False: choose a shared, separate "
                              "or no cell for the critic")
@@ -238,14 +170,14 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
         if not float(dt_unit) > 0:
             raise ValueError(f"dt_unit must be > 0 (elapsed time of one cell step), got {dt_unit!r}")
         self._check_observation_space(observation_space, dt_key)
-        resolve_wiring(wiring)  # validate early, before any module is built
+        self.core_spec = CoreSpec.create(cell, units, wiring, output_size, cell_options,
+                                         action_output_size(action_space), step_time)
         self.cell, self.units, self.wiring = cell, int(units), wiring
         self.cell_options = dict(cell_options)
-        self.dt_key, self.dt_unit, self.step_time = dt_key, float(dt_unit), check_step_time(step_time)
+        self.dt_key, self.dt_unit, self.step_time = dt_key, float(dt_unit), self.core_spec.step_time
         self._dt_in_obs = (isinstance(observation_space, spaces.Dict) and dt_key is not None
                            and dt_key in observation_space.spaces)
-        self.output_size = resolve_output_size(cell, self.units, wiring, output_size,
-                                               action_output_size(action_space))
+        self.output_size = self.core_spec.output_size
         self.lstm_output_dim = self.output_size  # read by _build_mlp_extractor
         if net_arch is None:
             net_arch = dict(pi=[], vf=[])
@@ -279,11 +211,7 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
                              "it takes Box, Discrete, MultiDiscrete or MultiBinary (Dict: MultiInputLiquidRecurrentPolicy)")
 
     def _make_core(self) -> CoreAsLSTM:
-        core = build_core(self.cell, self.features_dim, self.units, wiring=resolve_wiring(self.wiring),
-                          output_size=None if self.cell == "lstm" else self.output_size, **self.cell_options)
-        if core.output_size != self.output_size:
-            raise ValueError(f"cell {self.cell!r} outputs {core.output_size} features, expected output_size={self.output_size}")
-        return CoreAsLSTM(core).to(self.device)
+        return CoreAsLSTM(self.core_spec.build(self.features_dim)).to(self.device)
 
     def make_features_extractor(self) -> BaseFeaturesExtractor:
         """The features extractor sees the observation without its elapsed-time entry."""
@@ -305,7 +233,7 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
     def _timespans(self, obs: PyTorchObs) -> Tensor | None:
         """Elapsed time per sample (N, 1) in cell units; None for one unit per step."""
         if not self._dt_in_obs:
-            if step_timespan(self.step_time) is None:
+            if self.core_spec.timespan is None:
                 return None
             first = next(iter(obs.values())) if isinstance(obs, dict) else obs
             return th.full((first.shape[0], 1), self.step_time, device=first.device)

@@ -151,8 +151,8 @@ def test_step_time_reaches_actor_critic_and_target_cores(tmp_path):
             th.testing.assert_close(critic.unroll(obs, resets)[0], expected)
     model.save(tmp_path / "timed.zip")
     loaded = RecurrentSAC.load(tmp_path / "timed.zip", device="cpu")
-    assert loaded.policy.actor.core_spec["step_time"] == 0.25
-    assert loaded.policy.critic.core_spec["step_time"] == 0.25
+    assert loaded.policy.actor.core_spec.step_time == 0.25
+    assert loaded.policy.critic.core_spec.step_time == 0.25
 
 
 def test_stored_states_are_the_actors_acting_states():
