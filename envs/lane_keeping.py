@@ -30,7 +30,8 @@ step that leaves the road. Truncation after ``max_steps`` steps.
 
 ``reset(options={"lateral_offset": e, "heading_error": psi})`` sets the initial state
 instead of drawing it. ``set_dt(dt)`` changes the time step of the next steps (used by
-``wrappers.IrregularTime(mode="dt")``); long steps are integrated in sub-steps.
+``wrappers.IrregularTime(mode="dt")`` and ``wrappers.ControlRate``); long steps are
+integrated in sub-steps. ``render()`` draws with ``renderers.TopDownRenderer``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ import numpy as np
 from gymnasium import spaces
 
 from ._config import check_number, check_range, fail, merge_config
-from .road import Road, RoadParams, as_profile, lateral_offsets, road_frame
+from .renderers import TopDownRenderer
+from .road import Road, RoadParams, as_profile
 
 #: Curvature observations are ``kappa * CURVATURE_SCALE`` (1 = a 20 m radius).
 CURVATURE_SCALE = 20.0
@@ -140,6 +142,7 @@ class LaneKeepingEnv(gym.Env):
         self._steer = 0.0
         self._speed_phase = 0.0
         self._steps = 0
+        self._top_down: TopDownRenderer | None = None  # made at the first render()
 
     # ------------------------------------------------------------------ config
     @classmethod
@@ -396,44 +399,11 @@ class LaneKeepingEnv(gym.Env):
                 'use gymnasium.make(..., render_mode="rgb_array")'
             )
             return None
-        return self._render_top_down()
-
-    def _render_top_down(self) -> np.ndarray:
         if self.road is None:
             self.reset()
-        road = self.road
-        assert road is not None
-        size = int(self.config["render_size"])
-        extent = float(self.config["render_extent"])
-        cx, cy, heading = self.car_pose()
-        px = (np.arange(size) + 0.5) / size * extent - 0.5 * extent
-        gx, gy = np.meshgrid(px, -px)  # image rows go north to south
-        pu, pv = gx.ravel(), gy.ravel()
-        spacing = 2.0
-        reach = 0.75 * extent
-        idx = road.window(self._s - reach, self._s + reach, spacing)
-        u, v, tu, tv, kappa = road_frame(road, idx, cx, cy, 0.0)
-        pts = np.array((pu, pv), dtype=np.float32)
-        hw = self.half_width
-        img = np.empty((size * size, 3), dtype=np.uint8)
-        img[:] = (70, 140, 60)  # grass
-        for start in range(0, size * size, 16384):  # chunks bound the (N, M) buffer
-            sl = slice(start, start + 16384)
-            off, valid = lateral_offsets(pts[:, sl], u, v, tu, tv, kappa, spacing)
-            a = np.abs(off)
-            on = valid & (a <= hw)
-            part = img[sl]
-            part[on] = (90, 90, 90)
-            part[valid & (a <= hw) & (a >= hw - 0.25)] = (240, 240, 240)
-            part[valid & (a <= 0.08)] = (200, 180, 60)
-            img[sl] = part
-        img = img.reshape(size, size, 3)
-        # The car: a rotated 4.5 m x 1.8 m rectangle at the centre.
-        c, s = math.cos(heading), math.sin(heading)
-        fu = gx * c + gy * s
-        fv = -gx * s + gy * c
-        car = (np.abs(fu) <= 2.25) & (np.abs(fv) <= 0.9)
-        img[car] = (200, 30, 30)
-        front = car & (fu > 1.2)
-        img[front] = (250, 200, 200)
-        return img
+        assert self.road is not None
+        if self._top_down is None:
+            self._top_down = TopDownRenderer(
+                self.config["render_size"], self.config["render_extent"], self.half_width
+            )
+        return self._top_down.render(self.road, self._s, *self.car_pose())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import gymnasium as gym
@@ -12,7 +13,8 @@ from hypothesis import strategies as st
 
 import liquid_rl.envs  # noqa: F401  (registers the ids)
 from liquid_rl.envs.lane_keeping import CURVATURE_SCALE, LaneKeepingEnv
-from liquid_rl.envs.lane_keeping_pixels import LINE, PALETTE, ROAD, LaneKeepingPixelsEnv
+from liquid_rl.envs.lane_keeping_pixels import LaneKeepingPixelsEnv
+from liquid_rl.envs.renderers import LINE, PALETTE, ROAD, RoadCamera, TopDownRenderer
 from liquid_rl.envs.road import Road, RoadParams, lateral_offsets, road_frame
 
 STRAIGHT = [[3000.0, 0.0]]
@@ -345,3 +347,54 @@ def test_pixel_observations_stay_in_the_space(seed, height, width, view, pitch):
         assert env.observation_space.contains(obs)
         if term or trunc:
             break
+
+
+# ----------------------------------------------------------------------------- recorded rollouts
+# Recorded before the renderers left the physics: the observations, rewards and frames of
+# a fixed-seed rollout must stay bit-identical.
+RECORDED = {
+    ("liquid_rl/LaneKeeping-v0", ()): (
+        "d72c6b75b57da722859bf9f7334e60d6573e5d5bc062d135dc32eb37d3b127d3",
+        "53d9114063db391793eefc49bcb302bbd614aba6064106f1b6af00f1b38cbd84",
+    ),
+    ("liquid_rl/LaneKeepingPixels-v0", ()): (
+        "f3ab04313ae96d6b8aea7703c9726792244a86701f502fc699df829cfab8d674",
+        "0ca97cbf6119544db62ae4d8e6e7061ef941cf8f027ba5620afb560e29537dfe",
+    ),
+    ("liquid_rl/LaneKeepingPixels-v0",
+     (("view", "top_down"), ("image_height", 48), ("image_width", 40))): (
+        "4c97fa6762c75fbdad928ea1d86626a79d5ba6fd00601ee239f17be79ebcde09",
+        "2736e670a1504239a1c00f015d44bc3e508d28f86f471a1830b14a0f7767a737",
+    ),
+}
+
+
+@pytest.mark.parametrize("key", list(RECORDED), ids=["state", "pixels", "pixels-top-down"])
+def test_fixed_seed_rollout_matches_the_recorded_values(key):
+    env_id, kwargs = key
+    env = gym.make(env_id, render_mode="rgb_array", **dict(kwargs))
+    obs, _ = env.reset(seed=7)
+    steps, frames = hashlib.sha256(obs.tobytes()), hashlib.sha256()
+    total = 0.0
+    for t in range(150):
+        o = env.unwrapped._state_vector()
+        a = np.clip([-1.0 * o[0] - 2.0 * o[1] + 0.3 * o[4] + 0.2 * np.sin(0.3 * t)], -1, 1)
+        obs, r, term, trunc, _ = env.step(a.astype(np.float32))
+        steps.update(obs.tobytes())
+        steps.update(np.float64(r).tobytes())
+        total += r
+        if t % 50 == 0:
+            frames.update(env.render().tobytes())
+        assert not (term or trunc)
+    assert total == pytest.approx(147.48039986321072, abs=1e-9)
+    assert (steps.hexdigest(), frames.hexdigest()) == RECORDED[key]
+
+
+def test_renderers_work_without_an_env():
+    road = Road(RoadParams(profile=((3000.0, 0.0),)), np.random.default_rng(0))
+    top = TopDownRenderer(64, 40.0, half_width=2.0).render(road, 10.0, *road.pose(10.0, 0.0))
+    assert top.shape == (64, 64, 3) and np.any(np.all(top == (200, 30, 30), axis=2))
+    cam = RoadCamera(32, 32).render(road, 10.0, *road.pose(10.0, 0.0))
+    assert cam.shape == (32, 32, 3) and np.any(np.all(cam == PALETTE[ROAD], axis=2))
+    with pytest.raises(ValueError, match="unknown view"):
+        RoadCamera(8, 8, view="side")
