@@ -7,6 +7,7 @@
     liquid-rl eval RUN_OR_MODEL --episodes N [--deterministic] [--video FILE.mp4] [--noise SIGMA] [--json FILE]
     liquid-rl inspect RUN_OR_MODEL [--out DIR]
     liquid-rl check FILE [--set key=value ...]
+    liquid-rl list envs|configs|cells [--dir DIR]
 
 Each subcommand module has ``add_parser(subparsers)`` and ``run(args) -> int``; adding a
 command is a new module plus one line in ``COMMANDS``. Bad input (an invalid config, a
@@ -34,6 +35,9 @@ COMMANDS: dict[str, str] = {
     "eval": "evaluate",
     "inspect": "inspect",
     "check": "check",
+    "list": "list",
+    "sweep": "sweep",
+    "report": "report",
 }
 
 
