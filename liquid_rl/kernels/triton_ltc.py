@@ -63,7 +63,11 @@ def block_b(B: int) -> int:
 
 
 if triton is not None:
-    # Plain functions, compiled (CUDA) or interpreted (CPU tensors) by the launchers below.
+    # Plain functions, compiled (CUDA) or interpreted (CPU tensors) by the launchers below. They
+    # call builtins only: tl.zeros and tl.sum are themselves jit functions, which run under the
+    # interpreter only when TRITON_INTERPRET was set before triton was imported; the reduction
+    # with tl.sum's own combine function is the same sum (numpy's, when interpreted).
+    _SUM = tl.standard._sum_combine
 
     def _ltc_forward_kernel(v0, keep, num0, den0, h, cm, sig, nsmu, M2, src, fanin, V, states, dens,
                             T, B, N, K, U, Bh, h_sb,
@@ -92,8 +96,8 @@ if triton is not None:
                 tl.debug_barrier()                                # the last unfold's gathers are done
                 tl.store(states + base + off, v, mask=m)
                 tl.debug_barrier()                                # the state is visible to the program
-                a = tl.zeros((BLOCK_B, BLOCK_N), dtype=v.dtype)
-                g = tl.zeros((BLOCK_B, BLOCK_N), dtype=v.dtype)
+                a = tl.full((BLOCK_B, BLOCK_N), 0.0, v.dtype)
+                g = tl.full((BLOCK_B, BLOCK_N), 0.0, v.dtype)
                 for k in range(K):
                     valid = mn & (k < fan)
                     mk = mb[:, None] & valid[None, :]
@@ -132,16 +136,16 @@ if triton is not None:
         for k in range(K):
             valid = mn & (k < fan)
             sk = tl.load(src + rn * K + k, mask=valid, other=0)
-            mismatch += tl.sum(tl.where(valid & (sk != k), 1, 0), axis=0)
+            mismatch += tl.reduce(tl.where(valid & (sk != k), 1, 0), 0, _SUM)
         dense = mismatch == 0
-        gv = tl.zeros((BLOCK_B, BLOCK_N), dtype=cmv.dtype)
-        gcm = tl.zeros((BLOCK_N,), dtype=cmv.dtype)
+        gv = tl.full((BLOCK_B, BLOCK_N), 0.0, cmv.dtype)
+        gcm = tl.full((BLOCK_N,), 0.0, cmv.dtype)
         for tt in range(T):
             t = T - 1 - tt
             gv += tl.load(grad_out + t * BN + off, mask=m, other=0.0)
             ht = tl.load(h + t * Bh + rb * h_sb, mask=mb, other=1.0)[:, None]
-            gn0 = tl.zeros((BLOCK_B, BLOCK_N), dtype=cmv.dtype)
-            gd0 = tl.zeros((BLOCK_B, BLOCK_N), dtype=cmv.dtype)
+            gn0 = tl.full((BLOCK_B, BLOCK_N), 0.0, cmv.dtype)
+            gd0 = tl.full((BLOCK_B, BLOCK_N), 0.0, cmv.dtype)
             for uu in range(U):
                 u = U - 1 - uu
                 base = (t * U + u) * BN
@@ -155,7 +159,7 @@ if triton is not None:
                 g_den = -g_num * v_next
                 gn0 += g_num
                 gd0 += g_den
-                gcm += tl.sum(g_num * v, axis=0)
+                gcm += tl.reduce(g_num * v, 0, _SUM)
                 G0 = g_num * ht
                 G1 = g_den * ht
                 tl.debug_barrier()                                # the last unfold's reads of scratch are done
@@ -173,13 +177,13 @@ if triton is not None:
                     s = tl.where(mk, 1.0 / (1.0 + tl.exp(-(sg[None, :] * x + mu[None, :]))), 0.0)
                     z = (w0[None, :] * G0 + w1[None, :] * G1) * s * (1.0 - s)
                     wk = pid * 2 * NK + rn * 2 * K + k
-                    tl.atomic_add(p_M2 + wk, tl.sum(G0 * s, axis=0), mask=valid)
-                    tl.atomic_add(p_M2 + wk + K, tl.sum(G1 * s, axis=0), mask=valid)
-                    tl.atomic_add(p_sig + pid * NK + rn * K + k, tl.sum(z * x, axis=0), mask=valid)
-                    tl.atomic_add(p_nsmu + pid * NK + rn * K + k, tl.sum(z, axis=0), mask=valid)
+                    tl.atomic_add(p_M2 + wk, tl.reduce(G0 * s, 0, _SUM), mask=valid)
+                    tl.atomic_add(p_M2 + wk + K, tl.reduce(G1 * s, 0, _SUM), mask=valid)
+                    tl.atomic_add(p_sig + pid * NK + rn * K + k, tl.reduce(z * x, 0, _SUM), mask=valid)
+                    tl.atomic_add(p_nsmu + pid * NK + rn * K + k, tl.reduce(z, 0, _SUM), mask=valid)
                     zs = z * sg[None, :]
                     if dense:
-                        tl.atomic_add(scratch + rb * N + k, tl.sum(zs, axis=1), mask=mb)
+                        tl.atomic_add(scratch + rb * N + k, tl.reduce(zs, 1, _SUM), mask=mb)
                     else:
                         tl.atomic_add(scratch + rb[:, None] * N + sk[None, :], zs, mask=mk)
                 tl.debug_barrier()                                # every scatter into scratch has landed
