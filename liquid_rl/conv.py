@@ -58,13 +58,17 @@ class NCPConvExtractor(BaseFeaturesExtractor):
 
     SB3 hands images channels first (it transposes (H, W, C) envs with
     ``VecTransposeImage``) and divided by 255 (``normalize_images=True``).
+    ``normalized_image=True`` (as SB3's ``NatureCNN``) takes images already scaled, any
+    Box (C, H, W) of floats; policies set it when ``normalize_images=False``.
     """
 
     def __init__(self, observation_space: spaces.Space, features_dim: int = 32,
                  channels: Sequence[int] = (24, 36, 48, 64), kernels: Sequence[int] = (5, 5, 3, 3),
-                 strides: Sequence[int] = (2, 2, 2, 1)) -> None:
-        if not isinstance(observation_space, spaces.Box) or not is_image_space(observation_space, check_channels=False):
-            raise ValueError(f"NCPConvExtractor needs an image observation space (Box uint8 (C, H, W)); got {observation_space}")
+                 strides: Sequence[int] = (2, 2, 2, 1), normalized_image: bool = False) -> None:
+        if not isinstance(observation_space, spaces.Box) or not is_image_space(
+                observation_space, check_channels=False, normalized_image=normalized_image):
+            raise ValueError(f"NCPConvExtractor needs an image observation space (Box uint8 (C, H, W), or any Box "
+                             f"(C, H, W) with normalized_image=True); got {observation_space}")
         if not is_image_space_channels_first(observation_space):
             raise ValueError(f"NCPConvExtractor needs channels-first images (C, H, W), got shape {observation_space.shape}; "
                              "SB3 transposes image envs with VecTransposeImage")

@@ -124,6 +124,12 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
         **cell_options: the cell's own options (LTC: ode_unfolds, solver, mixed_memory, ...;
             CfC: mode, backbone_units, ...; wired: seed, sparsity_level).
         Other arguments: as ``sb3_contrib``'s ``RecurrentActorCriticPolicy``.
+
+    Raises:
+        ValueError: one line naming the bad argument and the allowed values, for every bad
+            argument or combination (e.g. ``shared_lstm=True`` with ``enable_critic_lstm=True``).
+            sb3-contrib raises AssertionError for those; ours stay ValueError because asserts
+            vanish under ``python -O`` and a user's input is not an internal invariant.
     """
 
     def __init__(
@@ -169,7 +175,7 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
             raise ValueError("shared_lstm=True needs share_features_extractor=True")
         if not float(dt_unit) > 0:
             raise ValueError(f"dt_unit must be > 0 (elapsed time of one cell step), got {dt_unit!r}")
-        self._check_observation_space(observation_space, dt_key)
+        self._check_observation_space(observation_space, dt_key, normalize_images)
         self.core_spec = CoreSpec.create(cell, units, wiring, output_size, cell_options,
                                          action_output_size(action_space), step_time)
         self.cell, self.units, self.wiring = cell, int(units), wiring
@@ -201,7 +207,8 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
     # --- construction ----------------------------------------------------------------
-    def _check_observation_space(self, observation_space: spaces.Space, dt_key: str | None) -> None:
+    def _check_observation_space(self, observation_space: spaces.Space, dt_key: str | None,
+                                 normalize_images: bool = True) -> None:
         """Raise ValueError if this policy class cannot take ``observation_space``."""
         if isinstance(observation_space, spaces.Dict):
             raise ValueError(f"{type(self).__name__} cannot take a Dict observation space ({observation_space}); "
@@ -337,18 +344,32 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
 
 class CnnLiquidRecurrentPolicy(LiquidRecurrentPolicy):
     """:class:`LiquidRecurrentPolicy` for image observations (H, W, C) or (C, H, W): the
-    NCP paper's conv head (``liquid_rl.conv.NCPConvExtractor``, 32 features) feeds the cell."""
+    NCP paper's conv head (``liquid_rl.conv.NCPConvExtractor``, 32 features) feeds the cell.
+
+    Images are uint8 in [0, 255] (divided by 255), or, with ``normalize_images=False``,
+    already scaled floats of any dtype and bounds (e.g. after ``VecNormalize``), as with
+    sb3-contrib's ``CnnLstmPolicy``. Float images must be channels first (C, H, W): SB3
+    transposes only uint8 images (``VecTransposeImage``).
+    """
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule: Schedule,
                  *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = NCPConvExtractor,
+                 features_extractor_kwargs: dict[str, Any] | None = None, normalize_images: bool = True,
                  **kwargs: Any) -> None:
+        features_extractor_kwargs = dict(features_extractor_kwargs or {})
+        if not normalize_images and issubclass(features_extractor_class, NCPConvExtractor):
+            features_extractor_kwargs.setdefault("normalized_image", True)  # as SB3 does for NatureCNN
         super().__init__(observation_space, action_space, lr_schedule, *args,
-                         features_extractor_class=features_extractor_class, **kwargs)
+                         features_extractor_class=features_extractor_class,
+                         features_extractor_kwargs=features_extractor_kwargs,
+                         normalize_images=normalize_images, **kwargs)
 
-    def _check_observation_space(self, observation_space: spaces.Space, dt_key: str | None) -> None:
-        if not is_image_space(observation_space, check_channels=False):
+    def _check_observation_space(self, observation_space: spaces.Space, dt_key: str | None,
+                                 normalize_images: bool = True) -> None:
+        if not is_image_space(observation_space, check_channels=False, normalized_image=not normalize_images):
             raise ValueError(f"{type(self).__name__} needs an image observation space (Box uint8 (H, W, C) or "
-                             f"(C, H, W) in [0, 255]); got {observation_space}. Use LiquidRecurrentPolicy for vectors")
+                             f"(C, H, W) in [0, 255], or any Box (C, H, W) with normalize_images=False); "
+                             f"got {observation_space}. Use LiquidRecurrentPolicy for vectors")
 
 
 class MultiInputLiquidRecurrentPolicy(LiquidRecurrentPolicy):
@@ -362,7 +383,8 @@ class MultiInputLiquidRecurrentPolicy(LiquidRecurrentPolicy):
         super().__init__(observation_space, action_space, lr_schedule, *args,
                          features_extractor_class=features_extractor_class, **kwargs)
 
-    def _check_observation_space(self, observation_space: spaces.Space, dt_key: str | None) -> None:
+    def _check_observation_space(self, observation_space: spaces.Space, dt_key: str | None,
+                                 normalize_images: bool = True) -> None:
         if not isinstance(observation_space, spaces.Dict):
             raise ValueError(f"{type(self).__name__} needs a Dict observation space; got {observation_space}. "
                              "Use LiquidRecurrentPolicy (vectors) or CnnLiquidRecurrentPolicy (images)")

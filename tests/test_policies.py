@@ -266,6 +266,35 @@ def test_cnn_policy_with_a_19_neuron_ncp_on_camera_images():
     assert all(not torch.equal(p, before[n]) for n, p in head.items())
 
 
+def _float_camera(seed: int = 0) -> gym.Env:
+    """LaneKeepingPixels as float32 images (C, H, W) in [-1, 1], as users scale them."""
+    env = gym.make("liquid_rl/LaneKeepingPixels-v0")
+    space = spaces.Box(-1.0, 1.0, (3, 64, 64), np.float32)
+    return gym.wrappers.TransformObservation(
+        env, lambda o: (np.transpose(o, (2, 0, 1)).astype(np.float32) / 127.5 - 1.0), space)
+
+
+def test_cnn_policy_trains_on_float_images_with_normalize_images_false():
+    """As sb3-contrib's CnnLstmPolicy: float images with normalize_images=False (19.12)."""
+    env = make_vec_env(_float_camera, n_envs=2, seed=0)
+    model = RecurrentPPO(CnnLiquidRecurrentPolicy, env, n_steps=8, batch_size=16, n_epochs=1, seed=0,
+                         policy_kwargs=dict(cell="cfc", units=8, normalize_images=False))
+    assert model.policy.features_extractor.head is not None
+    assert not model.policy.normalize_images
+    before = {n: p.detach().clone() for n, p in model.policy.features_extractor.named_parameters()}
+    model.learn(16)
+    assert all(not torch.equal(p, before[n]) for n, p in model.policy.features_extractor.named_parameters())
+    obs = model.env.reset()
+    action, state = model.predict(obs, deterministic=True)
+    assert action.shape == (2, 1) and state[0].shape[1] == 2
+
+
+def test_cnn_policy_refuses_float_images_it_would_divide_by_255():
+    space = spaces.Box(-1.0, 1.0, (3, 64, 64), np.float32)
+    with pytest.raises(ValueError, match="with normalize_images=False"):
+        CnnLiquidRecurrentPolicy(space, ACT, lambda _: 1e-3)
+
+
 def test_liquid_s4_cell_in_recurrent_ppo():
     model = _model(cell="liquid_s4", units=8, d_state=4, n_layers=1)
     _rollout(model)
