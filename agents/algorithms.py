@@ -6,9 +6,12 @@ import importlib
 
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-__all__ = ["ALGORITHMS", "ON_POLICY", "OFF_POLICY", "get_algorithm", "is_off_policy"]
+from liquid_rl.agents.errors import ConfigError
 
-#: name -> (module, class)
+__all__ = ["ALGORITHMS", "ON_POLICY", "OFF_POLICY", "RECURRENT_ALGOS", "get_algorithm", "is_off_policy"]
+
+#: name -> (module, class); imported on first use, so an optional package costs nothing
+#: until its algorithm is asked for
 ALGORITHMS: dict[str, tuple[str, str]] = {
     "ppo": ("stable_baselines3", "PPO"),
     "a2c": ("stable_baselines3", "A2C"),
@@ -19,6 +22,7 @@ ALGORITHMS: dict[str, tuple[str, str]] = {
 }
 ON_POLICY = ("ppo", "a2c", "recurrent_ppo")
 OFF_POLICY = ("sac", "td3", "recurrent_sac")
+RECURRENT_ALGOS = ("recurrent_ppo", "recurrent_sac")  # carry a policy state across steps
 
 
 def get_algorithm(name: str) -> type[BaseAlgorithm]:
@@ -27,8 +31,6 @@ def get_algorithm(name: str) -> type[BaseAlgorithm]:
     Raises:
         ConfigError: unknown name, or an algorithm whose module is not available.
     """
-    from liquid_rl.agents.config import ConfigError
-
     if name not in ALGORITHMS:
         raise ConfigError(f"'algo.name' unknown algorithm {name!r}; choose one of {', '.join(ALGORITHMS)}")
     module, attr = ALGORITHMS[name]

@@ -36,7 +36,8 @@ from stable_baselines3.common.vec_env import (
 from torch import nn
 
 from liquid_rl.agents.algorithms import get_algorithm, is_off_policy
-from liquid_rl.agents.config import ACTIVATIONS, WRAPPERS, ConfigError, _import
+from liquid_rl.agents.config import ACTIVATIONS, WRAPPERS, import_target
+from liquid_rl.agents.errors import ConfigError
 
 __all__ = [
     "make_env_fn",
@@ -72,7 +73,7 @@ def make_env_fn(env_cfg: Mapping[str, Any], seed: int | None = None, render_mode
 
             env = ObservationNoise(env, noise)
         for w in env_cfg["wrappers"]:
-            env = _import(WRAPPERS[w["name"]])(env, **w["kwargs"])
+            env = import_target(WRAPPERS[w["name"]])(env, **w["kwargs"])
         if monitor:
             env = Monitor(env)
         if seed is not None:

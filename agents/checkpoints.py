@@ -30,14 +30,12 @@ from typing import Any
 
 from stable_baselines3.common.base_class import BaseAlgorithm
 
+from liquid_rl.agents.atomic_files import atomic_write_text, fsync_dir
 from liquid_rl.agents.build import find_vecnormalize, normalization_to_json
-from liquid_rl.agents.config import UserError
-from liquid_rl.agents.safe_load import (
-    _fsync_dir,
-    atomic_write_text,
-    save_agent,
-    save_replay_buffer,
-)
+from liquid_rl.agents.errors import UserError
+from liquid_rl.agents.model_file import save_agent
+from liquid_rl.agents.replay_buffer_files import save_replay_buffer
+from liquid_rl.agents.run_dir import MODEL
 
 __all__ = ["Checkpoint", "write_checkpoint", "latest_checkpoint", "prune_checkpoints", "CHECKPOINT_DIR"]
 
@@ -55,7 +53,7 @@ class Checkpoint:
 
     @property
     def model_path(self) -> Path:
-        return self.path / "model.zip"
+        return self.path / MODEL
 
     @property
     def replay_buffer_path(self) -> Path | None:
@@ -74,8 +72,8 @@ def write_checkpoint(run_dir: str | Path, model: BaseAlgorithm, config: Mapping[
     if current is not None and current.step == step and final.is_dir():
         return current  # this step is saved already
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
-    files = {"model": "model.zip"}
-    save_agent(model, tmp / "model.zip", config)
+    files = {"model": MODEL}
+    save_agent(model, tmp / MODEL, config)
     vecnorm = find_vecnormalize(model.get_env())
     if vecnorm is not None:
         atomic_write_text(tmp / "vecnormalize.json", json.dumps(normalization_to_json(vecnorm)))
@@ -86,7 +84,7 @@ def write_checkpoint(run_dir: str | Path, model: BaseAlgorithm, config: Mapping[
     if final.exists():  # left by a run killed after the rename and before its manifest
         shutil.rmtree(final)
     tmp.rename(final)
-    _fsync_dir(root)
+    fsync_dir(root)
     manifest = {"step": step, "dir": final.name, "files": files, "time": time.time()}
     atomic_write_text(root / MANIFEST, json.dumps(manifest, indent=1))
     prune_checkpoints(run_dir, keep)
@@ -109,7 +107,7 @@ def latest_checkpoint(run_dir: str | Path) -> Checkpoint | None:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UserError(f"{manifest} is unreadable ({e})") from None
     path = root / name
-    if not _NAME.match(name) or not (path / "model.zip").is_file():
+    if not _NAME.match(name) or not (path / MODEL).is_file():
         raise UserError(f"{manifest} names checkpoint {name!r}, which is missing")
     return Checkpoint(step, path)
 

@@ -14,7 +14,9 @@ import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
-from liquid_rl.agents.config import UserError
+from liquid_rl.agents.atomic_files import atomic_write_text
+from liquid_rl.agents.errors import UserError
+from liquid_rl.agents.safe_load import Agent, load_agent
 
 __all__ = ["run_episodes", "evaluate", "summarize", "write_video", "VIDEO_SUFFIXES"]
 
@@ -135,8 +137,6 @@ def evaluate(source: Any, episodes: int = 10, deterministic: bool = True, video:
     Raises:
         UserError: bad arguments, or a model that cannot be loaded (see ``load_agent``).
     """
-    from liquid_rl.agents.safe_load import Agent, load_agent
-
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise UserError(f"--episodes must be a positive integer, got {episodes!r}")
     if not (isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0):
@@ -169,8 +169,6 @@ def evaluate(source: Any, episodes: int = 10, deterministic: bool = True, video:
     if video is not None and frames:
         result["video"] = str(write_video(frames, video, fps))
     if json_path is not None:
-        from liquid_rl.agents.safe_load import atomic_write_text
-
         atomic_write_text(json_path, json.dumps(result, indent=1))
         result["json"] = str(json_path)
     return result

@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from liquid_rl.agents.config import UserError
 from liquid_rl.agents.diagnostics import CoreRecorder, core_label, core_neurons, core_wiring
+from liquid_rl.agents.errors import UserError
+from liquid_rl.agents.plots import plot_activity
+from liquid_rl.agents.safe_load import Agent, load_agent
 
 __all__ = ["inspect_agent"]
 
@@ -38,11 +41,6 @@ def inspect_agent(source: Any, out_dir: str | Path | None = None, seed: int = 0,
     Raises:
         UserError: a policy without a recurrent core, or a model that cannot be loaded.
     """
-    import torch
-
-    from liquid_rl.agents.safe_load import Agent, load_agent
-    from liquid_rl.agents.plots import plot_activity
-
     if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
         raise UserError(f"--max-steps must be a positive integer, got {max_steps!r}")
     agent = source if isinstance(source, Agent) else load_agent(source, device=device)

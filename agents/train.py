@@ -40,20 +40,28 @@ from liquid_rl.agents.algorithms import is_off_policy
 from liquid_rl.agents.build import (
     apply_threads,
     build_model,
+    check_buildable,
     find_vecnormalize,
     make_vec_env,
     normalization_to_json,
 )
 from liquid_rl.agents.checkpoints import latest_checkpoint, write_checkpoint
-from liquid_rl.agents.config import UserError, apply_overrides, dump_config, load_config, validate_config
+from liquid_rl.agents.config import apply_overrides, dump_config, load_config, validate_config
 from liquid_rl.agents.diagnostics import LiquidDiagnosticsCallback, core_wiring, find_cores
+from liquid_rl.agents.errors import UserError
 from liquid_rl.agents.evaluate import run_episodes, summarize
 from liquid_rl.agents.plots import plot_learning_curve, read_episodes, read_evaluations
-from liquid_rl.agents.safe_load import atomic_write_text, load_agent, load_replay_buffer, save_agent
+from liquid_rl.agents.run_dir import RUN_FILES, is_run_dir
+from liquid_rl.agents.safe_load import (
+    atomic_write_text,
+    load_agent,
+    load_replay_buffer,
+    read_metadata,
+    save_agent,
+)
 
 __all__ = ["train", "resume", "check_config", "default_run_dir", "RUN_FILES"]
 
-RUN_FILES = ("config.yaml", "run.json")
 EVAL_SEED_OFFSET = 10_000  # evaluation envs never replay the training envs' seeds
 
 
@@ -70,19 +78,15 @@ def default_run_dir(config_path: str | Path | None, seed: int) -> Path:
     return Path("runs") / f"{stem}-seed{seed}"
 
 
-def _is_run_dir(p: Path) -> bool:
-    return any((p / name).is_file() for name in RUN_FILES)
-
-
 def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
     """Raise unless ``run_dir`` may be (re)created; delete it when overwriting a run."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--out {run_dir} exists and is not a directory")
     if run_dir.is_dir() and any(run_dir.iterdir()):
         if not overwrite:
-            hint = (f"; continue it with --resume {run_dir}" if _is_run_dir(run_dir) else "")
+            hint = (f"; continue it with --resume {run_dir}" if is_run_dir(run_dir) else "")
             raise UserError(f"run directory {run_dir} exists; pass --overwrite to replace it{hint}")
-        if not _is_run_dir(run_dir):
+        if not is_run_dir(run_dir):
             raise UserError(f"--out {run_dir} is a non-empty directory that is not a liquid-rl run; "
                             "refusing to delete it: choose another --out")
 
@@ -348,8 +352,6 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress_bar: 
         venv = make_vec_env(cfg, seed=seed)
         model = build_model(cfg, venv)
     else:
-        from liquid_rl.agents.safe_load import read_metadata
-
         meta = read_metadata(ckpt.model_path)
         venv = make_vec_env(cfg, seed=seed + start, normalization=meta.get("normalization"))
         try:
@@ -476,8 +478,6 @@ def _version() -> str:
 
 def check_config(config: Mapping[str, Any]) -> None:
     """Validate a config and build its env and model once (see ``build.check_buildable``)."""
-    from liquid_rl.agents.build import check_buildable
-
     cfg = validate_config(config)
     check_buildable(cfg)
 

@@ -141,4 +141,4 @@ def test_check_validates_configs(tmp_path, capsys):
     assert main(["check", str(good), str(ROOT / "configs" / "lane_keeping_ncp.yaml")]) == 0
     assert capsys.readouterr().out.count(": ok (") == 2
     assert main(["check", str(good), "--set", "env.n_envs=0"]) == 2
-    assert "'env.n_envs' must be an integer >= 1, got 0" in one_error_line(capsys)
+    assert "'env.n_envs' must be an integer in [1, 512], got 0" in one_error_line(capsys)

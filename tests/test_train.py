@@ -167,7 +167,7 @@ def test_existing_run_directory_is_never_overwritten_silently(tmp_path, capsys):
 
 @pytest.mark.parametrize("change, message", [
     ({"env": {"id": "liquid_rl/NoSuchEnv-v0"}}, "'env.id' unknown environment 'liquid_rl/NoSuchEnv-v0'"),
-    ({"env": {"id": "liquid_rl/LaneKeeping-v0", "n_env": 2}}, "unknown key 'env.n_env' (did you mean 'n_envs'?)"),
+    ({"env": {"id": "liquid_rl/LaneKeeping-v0", "n_env": 2}}, "unknown key 'env.n_env' (did you mean 'env.n_envs'?)"),
     ({"env": {"id": "liquid_rl/LaneKeeping-v0", "kwargs": {"speed": -1}}}, "'env' liquid_rl/LaneKeeping-v0: ValueError"),
     ({"policy": {"type": "mlp", "kwargs": {"n_lstm_layers": 2}}}, "cannot build ppo with policy.type 'mlp'"),
 ])
