@@ -101,16 +101,18 @@ def test_float32_values_and_gradients_match_native(wiring):
 
 
 @pytest.mark.parametrize("wiring", ["full", "random"])
-def test_several_programs_with_a_partial_last_block(wiring):
-    """Two rows per program: B = 5 runs three programs, the last with one real row; their
-    weight gradients are summed over programs."""
+def test_several_programs_and_synapse_chunks_with_partial_tails(wiring):
+    """Two rows per program: B = 5 runs three programs, the last with one real row, whose
+    weight gradients are summed over programs; synapses in chunks of 4, so the last chunk
+    of K = 7 (full) or of the random fan-ins is partly padding."""
     args, fanin = _case(wiring, B=5, T=2)
     v0, keep, num0, den0, h, cm, sig, nsmu, M2, src = args
-    src32, fan32 = src.to(torch.int32), fanin.to(torch.int32)
-    V, states, dens = triton_ltc.ltc_forward(v0, keep, num0, den0, h, cm, sig, nsmu, M2, src32, fan32, 2,
-                                             save=True, block=2)
+    tiles = triton_ltc.blocks(5, *sig.shape, block_b=2, block_k=4)
+    assert tiles.programs == 3 and sig.shape[1] % tiles.k != 0
+    V, states, dens = triton_ltc.ltc_forward(v0, keep, num0, den0, h, cm, sig, nsmu, M2, src, fanin, 2,
+                                             save=True, tiles=tiles)
     go = torch.randn(V.shape, dtype=V.dtype, generator=torch.Generator().manual_seed(2))
-    got = triton_ltc.ltc_backward(go, keep, h, cm, sig, nsmu, M2, src32, fan32, V, states, dens, block=2)
+    got = triton_ltc.ltc_backward(go, keep, h, cm, sig, nsmu, M2, src, fanin, V, states, dens, tiles=tiles)
     ref_args = [a.clone().requires_grad_(True) if i in GRAD_ARGS else a for i, a in enumerate(args)]
     V_ref = FusedSemiImplicitLTC.apply(*ref_args, 2, "eager", False, fanin)
     want = torch.autograd.grad((V_ref * go).sum(), [ref_args[i] for i in GRAD_ARGS])

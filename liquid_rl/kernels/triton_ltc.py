@@ -19,7 +19,7 @@ With ``TRITON_INTERPRET=1``, Triton's interpreter runs the same kernels on CPU t
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -57,11 +57,6 @@ def check(tensor: Tensor) -> None:
         raise ValueError(f"LTC kernel 'triton' supports float32 and float64 (got {tensor.dtype})")
 
 
-def block_b(B: int) -> int:
-    """Batch rows per program: 8 (about one program per SM at batch 1024), fewer for tiny batches."""
-    return min(8, triton.next_power_of_2(max(B, 1)))
-
-
 if triton is not None:
     # Plain functions, compiled (CUDA) or interpreted (CPU tensors) by the launchers below. They
     # call builtins only: tl.zeros and tl.sum are themselves jit functions, which run under the
@@ -71,11 +66,12 @@ if triton is not None:
 
     def _ltc_forward_kernel(v0, keep, num0, den0, h, cm, sig, nsmu, M2, src, fanin, V, states, dens,
                             T, B, N, K, U, Bh, h_sb,
-                            HAS_KEEP: tl.constexpr, SAVE: tl.constexpr,
-                            BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr):
+                            HAS_KEEP: tl.constexpr, HAS_FANIN: tl.constexpr, SAVE: tl.constexpr,
+                            BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
         pid = tl.program_id(0)
         rb = pid * BLOCK_B + tl.arange(0, BLOCK_B)
         rn = tl.arange(0, BLOCK_N)
+        rk = tl.arange(0, BLOCK_K)
         mb = rb < B
         mn = rn < N
         m = mb[:, None] & mn[None, :]
@@ -83,7 +79,10 @@ if triton is not None:
         BN = B * N
         v = tl.load(v0 + off, mask=m, other=0.0)
         cmv = tl.load(cm + rn, mask=mn, other=0.0)
-        fan = tl.load(fanin + rn, mask=mn, other=0)
+        if HAS_FANIN:
+            fan = tl.load(fanin + rn, mask=mn, other=0)
+        else:
+            fan = tl.full((BLOCK_N,), 0, tl.int32) + K
         for t in range(T):
             if HAS_KEEP:
                 f = tl.load(keep + t * B + rb, mask=mb, other=0.0)
@@ -98,18 +97,21 @@ if triton is not None:
                 tl.debug_barrier()                                # the state is visible to the program
                 a = tl.full((BLOCK_B, BLOCK_N), 0.0, v.dtype)
                 g = tl.full((BLOCK_B, BLOCK_N), 0.0, v.dtype)
-                for k in range(K):
-                    valid = mn & (k < fan)
-                    mk = mb[:, None] & valid[None, :]
-                    sk = tl.load(src + rn * K + k, mask=valid, other=0)
-                    x = tl.load(states + base + rb[:, None] * N + sk[None, :], mask=mk, other=0.0)
-                    sg = tl.load(sig + rn * K + k, mask=valid, other=0.0)
-                    mu = tl.load(nsmu + rn * K + k, mask=valid, other=0.0)
-                    w0 = tl.load(M2 + rn * 2 * K + k, mask=valid, other=0.0)
-                    w1 = tl.load(M2 + rn * 2 * K + K + k, mask=valid, other=0.0)
-                    s = 1.0 / (1.0 + tl.exp(-(sg[None, :] * x + mu[None, :])))
-                    a += w0[None, :] * s
-                    g += w1[None, :] * s
+                for k0 in range(0, K, BLOCK_K):                   # BLOCK_K synapses of every neuron at once
+                    kk = k0 + rk
+                    valid = mn[:, None] & (kk[None, :] < fan[:, None])           # (BLOCK_N, BLOCK_K)
+                    pk = rn[:, None] * K + kk[None, :]
+                    pw = rn[:, None] * 2 * K + kk[None, :]
+                    sk = tl.load(src + pk, mask=valid, other=0)
+                    sg = tl.load(sig + pk, mask=valid, other=0.0)
+                    mu = tl.load(nsmu + pk, mask=valid, other=0.0)
+                    w0 = tl.load(M2 + pw, mask=valid, other=0.0)
+                    w1 = tl.load(M2 + pw + K, mask=valid, other=0.0)
+                    x = tl.load(states + base + rb[:, None, None] * N + sk[None, :, :],
+                                mask=mb[:, None, None] & valid[None, :, :], other=0.0)  # (BLOCK_B, BLOCK_N, BLOCK_K)
+                    s = 1.0 / (1.0 + tl.exp(-(sg[None, :, :] * x + mu[None, :, :])))
+                    a += tl.reduce(w0[None, :, :] * s, 2, _SUM)
+                    g += tl.reduce(w1[None, :, :] * s, 2, _SUM)
                 d = d0 + ht * g
                 if SAVE:
                     tl.store(dens + base + off, d, mask=m)
@@ -119,10 +121,12 @@ if triton is not None:
     def _ltc_backward_kernel(grad_out, keep, h, cm, sig, nsmu, M2, src, fanin, V, states, dens, scratch,
                              g_v0, g_num0, g_den0, p_cm, p_sig, p_nsmu, p_M2,
                              T, B, N, K, U, Bh, h_sb,
-                             HAS_KEEP: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr):
+                             HAS_KEEP: tl.constexpr, HAS_FANIN: tl.constexpr,
+                             BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
         pid = tl.program_id(0)
         rb = pid * BLOCK_B + tl.arange(0, BLOCK_B)
         rn = tl.arange(0, BLOCK_N)
+        rk = tl.arange(0, BLOCK_K)
         mb = rb < B
         mn = rn < N
         m = mb[:, None] & mn[None, :]
@@ -130,13 +134,17 @@ if triton is not None:
         BN = B * N
         NK = N * K
         cmv = tl.load(cm + rn, mask=mn, other=0.0)
-        fan = tl.load(fanin + rn, mask=mn, other=0)
+        if HAS_FANIN:
+            fan = tl.load(fanin + rn, mask=mn, other=0)
+        else:
+            fan = tl.full((BLOCK_N,), 0, tl.int32) + K
         # Dense layout (the k-th source of every neuron is neuron k): the scatter onto sources is a row sum.
         mismatch = 0
-        for k in range(K):
-            valid = mn & (k < fan)
-            sk = tl.load(src + rn * K + k, mask=valid, other=0)
-            mismatch += tl.reduce(tl.where(valid & (sk != k), 1, 0), 0, _SUM)
+        for k0 in range(0, K, BLOCK_K):
+            kk = k0 + rk
+            valid = mn[:, None] & (kk[None, :] < fan[:, None])
+            sk = tl.load(src + rn[:, None] * K + kk[None, :], mask=valid, other=0)
+            mismatch += tl.reduce(tl.reduce(tl.where(valid & (sk != kk[None, :]), 1, 0), 1, _SUM), 0, _SUM)
         dense = mismatch == 0
         gv = tl.full((BLOCK_B, BLOCK_N), 0.0, cmv.dtype)
         gcm = tl.full((BLOCK_N,), 0.0, cmv.dtype)
@@ -160,32 +168,35 @@ if triton is not None:
                 gn0 += g_num
                 gd0 += g_den
                 gcm += tl.reduce(g_num * v, 0, _SUM)
-                G0 = g_num * ht
-                G1 = g_den * ht
+                G0 = (g_num * ht)[:, :, None]
+                G1 = (g_den * ht)[:, :, None]
                 tl.debug_barrier()                                # the last unfold's reads of scratch are done
                 tl.store(scratch + off, g_num * cmv[None, :], mask=m)
                 tl.debug_barrier()
-                for k in range(K):
-                    valid = mn & (k < fan)
-                    mk = mb[:, None] & valid[None, :]
-                    sk = tl.load(src + rn * K + k, mask=valid, other=0)
-                    x = tl.load(states + base + rb[:, None] * N + sk[None, :], mask=mk, other=0.0)
-                    sg = tl.load(sig + rn * K + k, mask=valid, other=0.0)
-                    mu = tl.load(nsmu + rn * K + k, mask=valid, other=0.0)
-                    w0 = tl.load(M2 + rn * 2 * K + k, mask=valid, other=0.0)
-                    w1 = tl.load(M2 + rn * 2 * K + K + k, mask=valid, other=0.0)
-                    s = tl.where(mk, 1.0 / (1.0 + tl.exp(-(sg[None, :] * x + mu[None, :]))), 0.0)
-                    z = (w0[None, :] * G0 + w1[None, :] * G1) * s * (1.0 - s)
-                    wk = pid * 2 * NK + rn * 2 * K + k
-                    tl.atomic_add(p_M2 + wk, tl.reduce(G0 * s, 0, _SUM), mask=valid)
-                    tl.atomic_add(p_M2 + wk + K, tl.reduce(G1 * s, 0, _SUM), mask=valid)
-                    tl.atomic_add(p_sig + pid * NK + rn * K + k, tl.reduce(z * x, 0, _SUM), mask=valid)
-                    tl.atomic_add(p_nsmu + pid * NK + rn * K + k, tl.reduce(z, 0, _SUM), mask=valid)
-                    zs = z * sg[None, :]
+                for k0 in range(0, K, BLOCK_K):
+                    kk = k0 + rk
+                    valid = mn[:, None] & (kk[None, :] < fan[:, None])
+                    mk = mb[:, None, None] & valid[None, :, :]
+                    pk = rn[:, None] * K + kk[None, :]
+                    pw = rn[:, None] * 2 * K + kk[None, :]
+                    sk = tl.load(src + pk, mask=valid, other=0)
+                    sg = tl.load(sig + pk, mask=valid, other=0.0)
+                    mu = tl.load(nsmu + pk, mask=valid, other=0.0)
+                    w0 = tl.load(M2 + pw, mask=valid, other=0.0)
+                    w1 = tl.load(M2 + pw + K, mask=valid, other=0.0)
+                    x = tl.load(states + base + rb[:, None, None] * N + sk[None, :, :], mask=mk, other=0.0)
+                    s = tl.where(mk, 1.0 / (1.0 + tl.exp(-(sg[None, :, :] * x + mu[None, :, :]))), 0.0)
+                    z = (w0[None, :, :] * G0 + w1[None, :, :] * G1) * s * (1.0 - s)
+                    tl.atomic_add(p_M2 + pid * 2 * NK + pw, tl.reduce(G0 * s, 0, _SUM), mask=valid)
+                    tl.atomic_add(p_M2 + pid * 2 * NK + pw + K, tl.reduce(G1 * s, 0, _SUM), mask=valid)
+                    tl.atomic_add(p_sig + pid * NK + pk, tl.reduce(z * x, 0, _SUM), mask=valid)
+                    tl.atomic_add(p_nsmu + pid * NK + pk, tl.reduce(z, 0, _SUM), mask=valid)
+                    zs = z * sg[None, :, :]
                     if dense:
-                        tl.atomic_add(scratch + rb * N + k, tl.reduce(zs, 1, _SUM), mask=mb)
+                        tl.atomic_add(scratch + rb[:, None] * N + kk[None, :], tl.reduce(zs, 1, _SUM),
+                                      mask=mb[:, None] & (kk < N)[None, :] & (kk < K)[None, :])
                     else:
-                        tl.atomic_add(scratch + rb[:, None] * N + sk[None, :], zs, mask=mk)
+                        tl.atomic_add(scratch + rb[:, None, None] * N + sk[None, :, :], zs, mask=mk)
                 tl.debug_barrier()                                # every scatter into scratch has landed
                 gv = tl.load(scratch + off, mask=m, other=0.0, cache_modifier=".cg")
             tl.store(g_num0 + t * BN + off, gn0, mask=m)
@@ -196,7 +207,6 @@ if triton is not None:
         tl.store(g_v0 + off, gv, mask=m)
         tl.store(p_cm + pid * N + rn, gcm, mask=mn)
 
-
     _COMPILED = {f: JITFunction(f) for f in (_ltc_forward_kernel, _ltc_backward_kernel)}
     _INTERPRETED = {f: InterpretedFunction(f) for f in (_ltc_forward_kernel, _ltc_backward_kernel)}
 
@@ -206,77 +216,87 @@ def _kernel(fn: Any, device: torch.device) -> Any:
     return (_COMPILED if device.type == "cuda" else _INTERPRETED)[fn]
 
 
-def _launch_shape(B: int, N: int, block: int | None) -> tuple[int, int, int]:
-    """(BLOCK_B, BLOCK_N, programs)."""
-    BB = block or block_b(B)
-    return BB, triton.next_power_of_2(N), triton.cdiv(B, BB)
+class Blocks(NamedTuple):
+    """Tile sizes of a launch: batch rows per program, units (N padded to a power of two),
+    synapses per neuron handled at once, and the number of programs."""
+
+    b: int
+    n: int
+    k: int
+    programs: int
+
+
+def blocks(B: int, N: int, K: int, block_b: int | None = None, block_k: int | None = None) -> Blocks:
+    """Batch rows per program: 8 (about one program per SM at batch 1024), fewer for tiny
+    batches; synapses per chunk: as many as keep a (rows, N, chunk) tile at 2048 values."""
+    bb = block_b or min(8, triton.next_power_of_2(max(B, 1)))
+    bn = triton.next_power_of_2(N)
+    bk = block_k or max(1, min(triton.next_power_of_2(K), 2048 // (bb * bn)))
+    return Blocks(bb, bn, bk, triton.cdiv(B, bb))
 
 
 def _h_layout(h: Tensor, B: int) -> tuple[Tensor, int, int]:
-    """h (T, B|1, 1) as a contiguous (T, Bh) table, Bh, and its batch stride (0 when shared)."""
+    """h (T, B|1, 1) as a (T, Bh) table, Bh, and its batch stride (0 when shared)."""
     Bh = h.shape[1]
     return h.reshape(h.shape[0], Bh).contiguous(), Bh, (1 if Bh == B and B > 1 else 0)
 
 
 def ltc_forward(v0: Tensor, keep: Tensor | None, num0: Tensor, den0: Tensor, h: Tensor, cm: Tensor, sig: Tensor,
-                nsmu: Tensor, M2: Tensor, src: Tensor, fanin: Tensor, unfolds: int, save: bool,
-                block: int | None = None) -> tuple[Tensor, Tensor | None, Tensor | None]:
+                nsmu: Tensor, M2: Tensor, src: Tensor, fanin: Tensor | None, unfolds: int, save: bool,
+                tiles: Blocks | None = None) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """One launch for the whole sequence.
 
-    Shapes as :class:`TritonSemiImplicitLTC`. Returns V (T, B, N) and, when ``save``,
-    states and dens (T, U, B, N): the input state and the denominator of every unfold.
+    Shapes as :class:`TritonSemiImplicitLTC` (src (N*K,) and fanin (N,) of any integer
+    dtype). Returns V (T, B, N) and, when ``save``, states and dens (T, U, B, N): the
+    input state and the denominator of every unfold.
     """
     T, B, N = num0.shape
     K = sig.shape[1]
-    if T * max(unfolds, 1) * B * N >= 2**31:
+    if T * unfolds * B * N >= 2**31:
         raise ValueError(f"LTC kernel 'triton' indexes with 32-bit offsets: T*unfolds*B*N must be < 2**31 "
                          f"(got {T}*{unfolds}*{B}*{N})")
-    BB, BN_, P = _launch_shape(B, N, block)
+    tb = tiles or blocks(B, N, K)
     V = num0.new_empty((T, B, N))
     states = num0.new_empty((T, unfolds, B, N) if save else (B, N))
     dens = num0.new_empty((T, unfolds, B, N)) if save else V      # V: an unused placeholder
     h2, Bh, h_sb = _h_layout(h, B)
     keep2 = keep.reshape(T, B).contiguous() if keep is not None else V
-    _kernel(_ltc_forward_kernel, num0.device)[(P,)](v0.contiguous(), keep2, num0.contiguous(), den0.contiguous(), h2, cm.contiguous(),
-                              sig.contiguous(), nsmu.contiguous(), M2.contiguous(), src, fanin, V, states, dens,
-                              T, B, N, K, unfolds, Bh, h_sb, HAS_KEEP=keep is not None, SAVE=save,
-                              BLOCK_B=BB, BLOCK_N=BN_)
+    _kernel(_ltc_forward_kernel, num0.device)[(tb.programs,)](
+        v0.contiguous(), keep2, num0.contiguous(), den0.contiguous(), h2, cm.contiguous(), sig.contiguous(),
+        nsmu.contiguous(), M2.contiguous(), src.contiguous(), src if fanin is None else fanin.contiguous(),
+        V, states, dens, T, B, N, K, unfolds, Bh, h_sb,
+        HAS_KEEP=keep is not None, HAS_FANIN=fanin is not None, SAVE=save, BLOCK_B=tb.b, BLOCK_N=tb.n,
+        BLOCK_K=tb.k)
     return V, (states if save else None), (dens if save else None)
 
 
 def ltc_backward(grad_out: Tensor, keep: Tensor | None, h: Tensor, cm: Tensor, sig: Tensor, nsmu: Tensor,
-                 M2: Tensor, src: Tensor, fanin: Tensor, V: Tensor, states: Tensor, dens: Tensor,
-                 block: int | None = None) -> tuple[Tensor, ...]:
-    """One launch (plus one sum over programs) for the gradients given dL/dV (T, B, N).
+                 M2: Tensor, src: Tensor, fanin: Tensor | None, V: Tensor, states: Tensor, dens: Tensor,
+                 tiles: Blocks | None = None) -> tuple[Tensor, ...]:
+    """One launch (plus a sum over programs) for the gradients given dL/dV (T, B, N).
 
     Returns (g_v0 (B, N), g_num0, g_den0 (T, B, N), g_cm (N,), g_sig, g_nsmu (N, K), g_M2 (N, 2, K)).
     """
     T, U, B, N = states.shape
     K = sig.shape[1]
-    BB, BN_, P = _launch_shape(B, N, block)
+    tb = tiles or blocks(B, N, K)
+    P = tb.programs
     g_v0 = V.new_empty((B, N))
     g_num0 = torch.empty_like(V)
     g_den0 = torch.empty_like(V)
     scratch = V.new_empty((B, N))
     p_cm = V.new_empty((P, N))
-    p_sig = V.new_zeros((P, N, K))
+    p_sig = V.new_zeros((P, N, K))                               # per-program weight gradients
     p_nsmu = V.new_zeros((P, N, K))
     p_M2 = V.new_zeros((P, N, 2, K))
     h2, Bh, h_sb = _h_layout(h, B)
     keep2 = keep.reshape(T, B).contiguous() if keep is not None else V
-    _kernel(_ltc_backward_kernel, V.device)[(P,)](grad_out.contiguous(), keep2, h2, cm.contiguous(), sig.contiguous(), nsmu.contiguous(),
-                               M2.contiguous(), src, fanin, V, states, dens, scratch, g_v0, g_num0, g_den0,
-                               p_cm, p_sig, p_nsmu, p_M2, T, B, N, K, U, Bh, h_sb,
-                               HAS_KEEP=keep is not None, BLOCK_B=BB, BLOCK_N=BN_)
+    _kernel(_ltc_backward_kernel, V.device)[(P,)](
+        grad_out.contiguous(), keep2, h2, cm.contiguous(), sig.contiguous(), nsmu.contiguous(), M2.contiguous(),
+        src.contiguous(), src if fanin is None else fanin.contiguous(), V, states, dens, scratch,
+        g_v0, g_num0, g_den0, p_cm, p_sig, p_nsmu, p_M2, T, B, N, K, U, Bh, h_sb,
+        HAS_KEEP=keep is not None, HAS_FANIN=fanin is not None, BLOCK_B=tb.b, BLOCK_N=tb.n, BLOCK_K=tb.k)
     return g_v0, g_num0, g_den0, p_cm.sum(0), p_sig.sum(0), p_nsmu.sum(0), p_M2.sum(0)
-
-
-def _index(src: Tensor, fanin: Tensor | None, N: int, K: int) -> tuple[Tensor, Tensor]:
-    """src as contiguous int32 (N*K,) and fanin as int32 (N,) (None = all K), on the device."""
-    src32 = src.reshape(N * K).to(torch.int32).contiguous()
-    fan32 = (torch.full((N,), K, dtype=torch.int32, device=src.device) if fanin is None
-             else fanin.to(torch.int32).contiguous())
-    return src32, fan32
 
 
 class TritonSemiImplicitLTC(torch.autograd.Function):
@@ -295,18 +315,16 @@ class TritonSemiImplicitLTC(torch.autograd.Function):
                 sig: Tensor, nsmu: Tensor, M2: Tensor, src: Tensor, unfolds: int, kernel: str = "triton",
                 flush: bool = False, fanin: Tensor | None = None) -> Tensor:
         check(num0)
-        N, K = sig.shape
-        src32, fan32 = _index(src, fanin, N, K)
         save = any(ctx.needs_input_grad)
-        V, states, dens = ltc_forward(v0, keep, num0, den0, h, cm, sig, nsmu, M2, src32, fan32, unfolds, save)
+        V, states, dens = ltc_forward(v0, keep, num0, den0, h, cm, sig, nsmu, M2, src, fanin, unfolds, save)
         if save:
-            ctx.save_for_backward(keep, h, cm, sig, nsmu, M2, src32, fan32, V, states, dens)
+            ctx.save_for_backward(keep, h, cm, sig, nsmu, M2, src, fanin, V, states, dens)
         return V
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        keep, h, cm, sig, nsmu, M2, src32, fan32, V, states, dens = ctx.saved_tensors
+        keep, h, cm, sig, nsmu, M2, src, fanin, V, states, dens = ctx.saved_tensors
         g_v0, g_num0, g_den0, g_cm, g_sig, g_nsmu, g_M2 = ltc_backward(
-            grad_out, keep, h, cm, sig, nsmu, M2, src32, fan32, V, states, dens)
+            grad_out, keep, h, cm, sig, nsmu, M2, src, fanin, V, states, dens)
         return (g_v0, None, g_num0, g_den0, None, g_cm, g_sig, g_nsmu, g_M2, None, None, None, None, None)
