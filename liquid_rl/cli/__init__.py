@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "list": "list",
     "sweep": "sweep",
     "report": "report",
+    "export": "export",
 }
 
 

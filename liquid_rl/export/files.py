@@ -70,7 +70,8 @@ def export_agent(agent: Any, out: str | Path, fmt: str = "onnx") -> dict[str, An
     meta = metadata_of(agent, actor)
     inputs = example_inputs(actor.spec)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_dir():
+        raise ExportError(f"--out {out} is a directory; give a file name")
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings on shape arithmetic
