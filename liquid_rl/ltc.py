@@ -8,24 +8,26 @@ and are computed once per step. The outputs are the first ``motor`` neurons, map
 by a per-feature affine map.
 
 Parameter names, shapes and initial ranges equal ncps' (``from_ncps`` copies a
-state_dict as is). The default solver is ncps' fused semi-implicit Euler, run by a fused
-kernel (``ltc_fused``); ``solver="explicit" | "rk4"`` and ``fused=False`` use the generic
-solvers of ``liquid_rl.solvers`` with autograd.
+state_dict as is). The default solver is ncps' fused semi-implicit Euler, run by a kernel
+of the table in ``liquid_rl.kernels`` (picked with ``kernel=``); ``solver="explicit" | "rk4"``
+and ``fused=False`` use the generic solvers of ``liquid_rl.solvers`` with autograd.
 """
 
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from liquid_rl import native
-from liquid_rl.ltc_fused import FusedSemiImplicitLTC, check_kernel, resolve_kernel
+from liquid_rl import kernels
+from liquid_rl.inference_cache import cached
+from liquid_rl.kernels import InferenceTables
+from liquid_rl.kernels.base import sensory_conductances
+from liquid_rl.kernels.denormals import denormals_flushed, flushed_denormals
 from liquid_rl.sequence import LiquidSequence, LSTMCell
 from liquid_rl.solvers import get_solver
 from liquid_rl.wirings import FullyConnected, WiredSizes, Wiring, as_wiring
@@ -36,29 +38,6 @@ _INIT_RANGES = {
     "sensory_w": (0.001, 1.0), "sensory_sigma": (3.0, 8.0), "sensory_mu": (0.3, 0.8),
 }
 _MAPPINGS = ("affine", "linear", None)
-
-
-def denormals_flushed() -> bool:
-    """Whether this thread's CPU currently flushes denormal floats to zero."""
-    return torch.tensor(1e-40, dtype=torch.float32).mul(1.0).item() == 0.0
-
-
-@contextmanager
-def flushed_denormals(device: torch.device) -> Iterator[None]:
-    """Flush denormal floats to zero on the CPU inside the block, and restore after.
-
-    Saturated sigmoids in LTC synapses produce denormals that slow CPU arithmetic by
-    10-100x and carry no signal. The setting is process state, so it is switched on only
-    while an LTC runs (other code, e.g. hypothesis' float strategies, needs it off).
-    """
-    if device.type != "cpu" or denormals_flushed():
-        yield
-        return
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
 
 
 def _uniform(shape: tuple[int, ...], name: str) -> Tensor:
@@ -85,10 +64,11 @@ class LTCCell(WiredSizes, nn.Module):
             run time (True) or by clipping in :meth:`apply_weight_constraints` (False).
         solver: "semi_implicit" (default, ncps'), "explicit" or "rk4".
         fused: use the fused semi-implicit kernel (same numbers, faster); ignored by other solvers.
-        kernel: "auto" (default: "native" on the CPU when a C++ compiler is there, else
-            "eager"), "native" (a C++ kernel for the whole sequence, built once in ~1 s;
-            CPU only, the GPU runs "eager"), "eager" (plain PyTorch ops per step) or
-            "compiled" (torch.compile of the eager step). Same numbers; see ``ltc_fused``.
+        kernel: "auto" (default: "triton" on CUDA where Triton runs, "native" on the CPU
+            when a C++ compiler is there, else "eager"), "native" (a C++ kernel for the
+            whole sequence, built once in ~1 s; CPU only, elsewhere "eager" runs),
+            "eager" (plain PyTorch ops per step), "compiled" (torch.compile of the eager
+            step) or "triton". Same numbers; see ``liquid_rl.kernels``.
         flush_denormal: on CPU, flush denormal floats to zero while the cell runs
             (see :func:`flushed_denormals`); the native kernel always does so inside its call.
     """
@@ -99,7 +79,7 @@ class LTCCell(WiredSizes, nn.Module):
                  fused: bool = True, kernel: str = "auto", flush_denormal: bool = True,
                  input_scale: float = 1.0, input_shift: float = 0.0) -> None:
         super().__init__()
-        check_kernel(kernel)
+        kernels.check(kernel)
         self.kernel = kernel
         wiring = as_wiring(wiring)
         if in_features is not None:
@@ -213,14 +193,17 @@ class LTCCell(WiredSizes, nn.Module):
 
     def _sensory(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Sensory conductances for mapped inputs x (..., I) -> (a, g), each (..., N)."""
-        w = self._positive(self.sensory_w) * self.sensory_sparsity_mask
-        s = torch.sigmoid(self.sensory_sigma * (x.unsqueeze(-1) - self.sensory_mu))
-        return (s * (w * self.sensory_erev)).sum(-2), (s * w).sum(-2)
+        return sensory_conductances(x, self.sensory_sigma, self.sensory_mu, self._sensory_weights(),
+                                    self.sensory_erev)
+
+    def _sensory_weights(self) -> Tensor:
+        """Sensory w (I, N), positive, with the sparsity mask applied."""
+        return self._positive(self.sensory_w) * self.sensory_sparsity_mask
 
     def _sensory_tables(self) -> tuple[Tensor, Tensor, Tensor]:
         """Sensory synapses by destination: sigma (N, I), -sigma*mu (N, I) and
         M2s = [w*erev; w] (N, 2, I) with the sparsity mask applied."""
-        w = (self._positive(self.sensory_w) * self.sensory_sparsity_mask).t()
+        w = self._sensory_weights().t()
         return (self.sensory_sigma.t(), (-self.sensory_sigma * self.sensory_mu).t(),
                 torch.stack([w * self.sensory_erev.t(), w], 1))
 
@@ -250,39 +233,43 @@ class LTCCell(WiredSizes, nn.Module):
         Returns:
             (outputs (T, B, O), final state (B, N)).
         """
-        kernel = resolve_kernel(self.kernel, x.device, x.dtype)
+        kernel = kernels.resolve(self.kernel, x.device, x.dtype)
         fused = self.solver == "semi_implicit" and self.fused
-        if fused and kernel == "native" and not torch.is_grad_enabled():
-            return self._sequence_native_inference(x, h0, elapsed, keep)
+        grad = torch.is_grad_enabled()
+        if fused and not grad and kernel.flushes_denormals:
+            return self._infer(kernel, x, h0, elapsed, keep)
         if self.flush_denormal and x.device.type == "cpu":
             with flushed_denormals(x.device):
-                return self._sequence(x, h0, elapsed, keep, kernel)
-        return self._sequence(x, h0, elapsed, keep, kernel)
+                return self._run(kernel, fused, grad, x, h0, elapsed, keep)
+        return self._run(kernel, fused, grad, x, h0, elapsed, keep)
 
-    def _sequence(self, x: Tensor, h0: Tensor, elapsed: Tensor | None, keep: Tensor | None,
-                  kernel: str) -> tuple[Tensor, Tensor]:
-        T, B, _ = x.shape
+    def _run(self, kernel: kernels.LTCKernel, fused: bool, grad: bool, x: Tensor, h0: Tensor,
+             elapsed: Tensor | None, keep: Tensor | None) -> tuple[Tensor, Tensor]:
+        if fused and not grad:
+            return self._infer(kernel, x, h0, elapsed, keep)
+        T = x.shape[0]
         U = self._ode_unfolds
-        if self.solver == "semi_implicit" and self.fused and not torch.is_grad_enabled():
-            return self._sequence_inference(x, h0, elapsed, keep)
         if elapsed is None:
             elapsed = x.new_ones((T, 1, 1))
         xm = self._map_inputs(x)
-        if kernel == "native":
-            sa, sg = (t.view(T, B, -1) for t in native.SensorySynapses.apply(xm.reshape(T * B, -1),
-                                                                            *self._sensory_tables()))
-        else:
-            sa, sg = self._sensory(xm)                                 # (T, B, N)
         cm = self._positive(self.cm)
         gleak = self._positive(self.gleak)
-        if self.solver == "semi_implicit" and self.fused:
+        if fused:
+            sa, sg = kernel.sensory(xm, self.sensory_sigma, self.sensory_mu, self._sensory_weights(),
+                                    self.sensory_erev)                  # (T, B, N)
             h = elapsed / U
             num0 = h * (gleak * self.vleak + sa)
             den0 = cm + h * (gleak + sg + self._epsilon)
             sig, nsmu, M2 = self._synapse_tables()
-            states = FusedSemiImplicitLTC.apply(h0, keep, num0, den0, h, cm, sig, nsmu, M2,
-                                                self._src_flat, U, kernel, self.flush_denormal, self._fanin)
+            states = kernel.sequence(h0, keep, num0, den0, h, cm, sig, nsmu, M2, self._src_flat, U,
+                                     self.flush_denormal, self._fanin)
             return self._map_outputs(states), states[-1]
+        return self._run_solver(xm, h0, elapsed, keep, cm, gleak)
+
+    def _run_solver(self, xm: Tensor, h0: Tensor, elapsed: Tensor, keep: Tensor | None, cm: Tensor,
+                    gleak: Tensor) -> tuple[Tensor, Tensor]:
+        """Any solver of ``liquid_rl.solvers`` on the dense conductances, with autograd."""
+        sa, sg = self._sensory(xm)                                         # (T, B, N)
         v = h0
         outs = []
         glvl = gleak * self.vleak
@@ -294,91 +281,34 @@ class LTCCell(WiredSizes, nn.Module):
                 a, g = self._recurrent_conductances(state)
                 return a + glvl + sa_t, g + gleak + sg_t
 
-            v = self._solve(v, conductances, cm, elapsed[t], U, self._epsilon)
+            v = self._solve(v, conductances, cm, elapsed[t], self._ode_unfolds, self._epsilon)
             outs.append(v)
         states = torch.stack(outs)
         return self._map_outputs(states), v
 
-    def _inference_tables(self) -> dict[str, Tensor]:
-        """Parameter-derived tensors of the no-grad path, neuron-major, cached until a
-        parameter changes (optimiser steps bump tensor versions) or moves."""
-        params = tuple(self._parameters.values())    # the cell has no submodules
-        key = tuple((id(p), p._version) for p in params) + (params[0].device, params[0].dtype)
-        cached = getattr(self, "_inference_cache", None)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        with torch.no_grad():
-            ssig, nssmu, M2s = self._sensory_tables()
-            sig, nsmu, M2 = self._synapse_tables()
-            tables = {
-                "ssig": ssig.unsqueeze(-1), "nssmu": nssmu.unsqueeze(-1),              # (N, I, 1)
-                "M2s": M2s,                                                            # (N, 2, I)
-                "sig": sig.unsqueeze(-1), "nsmu": nsmu.unsqueeze(-1), "M2": M2,        # (N, K, 1), (N, 2, K)
-                "cm": self._positive(self.cm).unsqueeze(-1),                            # (N, 1)
-                "glvl": (self._positive(self.gleak) * self.vleak).unsqueeze(-1),
-                "gl_eps": (self._positive(self.gleak) + self._epsilon).unsqueeze(-1),
-            }
-            # The native kernel's layouts (see native.ltc_infer), all contiguous.
-            tables["native"] = tuple(t.contiguous() for t in (
-                tables["ssig"][..., 0], tables["nssmu"][..., 0], tables["M2s"], tables["glvl"][:, 0],
-                tables["gl_eps"][:, 0], tables["cm"][:, 0], sig, nsmu, M2))
-        self._inference_cache = (key, tables)
-        return tables
+    def inference_tables(self) -> InferenceTables:
+        """The kernels' no-grad tensors (see :class:`~liquid_rl.kernels.InferenceTables`),
+        cached until a parameter changes or moves."""
+        return cached(self, self._parameters.values(), self._build_inference_tables)   # no submodules
 
-    def _sequence_native_inference(self, x: Tensor, h0: Tensor, elapsed: Tensor | None,
-                                   keep: Tensor | None) -> tuple[Tensor, Tensor]:
-        """The no-grad path on the native kernel: one call for the sensory synapses and the
-        recurrence of all steps (the kernel flushes denormals itself)."""
-        p = self._inference_tables()["native"]
+    def _build_inference_tables(self) -> InferenceTables:
+        ssig, nssmu, M2s = self._sensory_tables()
+        sig, nsmu, M2 = self._synapse_tables()
+        gleak = self._positive(self.gleak)
+        return InferenceTables(
+            ssig=ssig.contiguous(), nssmu=nssmu.contiguous(), M2s=M2s.contiguous(),
+            glvl=(gleak * self.vleak).contiguous(), gl_eps=(gleak + self._epsilon).contiguous(),
+            cm=self._positive(self.cm).contiguous(), sig=sig.contiguous(), nsmu=nsmu.contiguous(),
+            M2=M2.contiguous(), src=self._src, src_flat=self._src_flat, fanin=self._fanin, dense=self._dense_src)
+
+    def _infer(self, kernel: kernels.LTCKernel, x: Tensor, h0: Tensor, elapsed: Tensor | None,
+               keep: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The no-grad path (rollouts, evaluation): ``kernel.infer`` on the cached tables."""
         T = x.shape[0]
         h = (x.new_ones((T, 1)) if elapsed is None else elapsed[..., 0]) / self._ode_unfolds   # (T, 1|B)
-        V = native.ltc_infer(h0.contiguous(), None if keep is None else keep[..., 0].contiguous(),
-                             self._map_inputs(x).contiguous(), h.contiguous(), *p, self._src, self._fanin,
-                             self._ode_unfolds, native.threads())
+        V = kernel.infer(self._map_inputs(x), h0, h, None if keep is None else keep[..., 0],
+                         self.inference_tables(), self._ode_unfolds)
         return self._map_outputs(V), V[-1]
-
-    def _sequence_inference(self, x: Tensor, h0: Tensor, elapsed: Tensor | None,
-                            keep: Tensor | None) -> tuple[Tensor, Tensor]:
-        """The semi-implicit recurrence without autograd bookkeeping (rollouts, evaluation):
-        same numbers as the fused kernel, fewer and cheaper operations per unfold."""
-        p = self._inference_tables()
-        T, B, I = x.shape
-        N, K, U = self.state_size, p["sig"].shape[1], self._ode_unfolds
-        xT = self._map_inputs(x).reshape(T * B, I).t()                                  # (I, T*B)
-        s = torch.addcmul(p["nssmu"], xT, p["ssig"]).sigmoid_()                          # (N, I, T*B)
-        sens = torch.bmm(p["M2s"], s).view(N, 2, T, B)
-        h = (x.new_ones((T, 1, 1)) if elapsed is None else elapsed).permute(0, 2, 1) / U   # (T, 1, B|1)
-        cm, sig, nsmu = p["cm"], p["sig"], p["nsmu"]
-        # M2x = [w*erev, cm-slot; w, 0] (N, 2, K+1): the extra column carries cm*v, so one
-        # batched product gives [cm v + h a; h g] and an unfold is five tensor operations.
-        M2x = torch.cat([p["M2"], torch.cat([cm, torch.zeros_like(cm)], 1).unsqueeze(-1)], 2)
-        dense = self._dense_src                       # full wiring: v[src] is v broadcast
-        z = x.new_empty((N, K + 1, B))
-        v = h0.t()
-        outs = []
-        for t in range(T):
-            if keep is not None:
-                v = v * keep[t].t()
-            h_t = h[t]                                                                     # (1, B|1)
-            nd0 = torch.stack([(p["glvl"] + sens[:, 0, t]) * h_t,
-                               torch.addcmul(cm, p["gl_eps"] + sens[:, 1, t], h_t)], 1)   # (N, 2, B)
-            h_col = h_t.unsqueeze(1)
-            M = M2x * torch.cat([h_col.expand(1, 1, K), torch.ones_like(h_col)], 2) if B == 1 or h_t.shape[-1] == 1 \
-                else None
-            for _ in range(U):
-                pre = v.unsqueeze(0) if dense else v.index_select(0, self._src_flat).view(N, K, B)
-                torch.sigmoid(torch.addcmul(nsmu, pre, sig), out=z[:, :K])
-                z[:, K] = v
-                if M is not None:
-                    nd = torch.baddbmm(nd0, M, z)
-                else:  # per-sample elapsed times: scale the synapse sums by h per sample
-                    ag = torch.bmm(M2x[:, :, :K], z[:, :K]) * h_t
-                    nd = nd0 + ag
-                    nd[:, 0] += cm * v
-                v = nd[:, 0] / nd[:, 1]
-            outs.append(v)
-        states = torch.stack(outs).transpose(1, 2)                                       # (T, B, N)
-        return self._map_outputs(states), states[-1]
 
     def forward(self, inputs: Tensor, states: Tensor, elapsed_time: Tensor | float = 1.0) -> tuple[Tensor, Tensor]:
         """One step. inputs (B, I), states (B, N), elapsed_time scalar, (B,) or (B, 1)
