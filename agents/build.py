@@ -38,6 +38,7 @@ from torch import nn
 from liquid_rl.agents.algorithms import get_algorithm, is_off_policy
 from liquid_rl.agents.config import ACTIVATIONS, WRAPPERS, import_target
 from liquid_rl.agents.errors import ConfigError
+from liquid_rl.agents.memory_estimate import check_memory
 
 __all__ = [
     "make_env_fn",
@@ -56,22 +57,30 @@ __all__ = [
 
 
 def make_env_fn(env_cfg: Mapping[str, Any], seed: int | None = None, render_mode: str | None = None,
-                noise: float = 0.0, monitor: bool = True) -> Callable[[], gym.Env]:
-    """A thunk building one environment of the ``env`` section."""
+                noise: float = 0.0, monitor: bool = True,
+                perturb: Callable[[gym.Env], gym.Env] | None = None) -> Callable[[], gym.Env]:
+    """A thunk building one environment of the ``env`` section.
+
+    ``perturb``, if given, wraps the raw env before the config's wrappers (robustness
+    evaluation: the perturbation is on the sensor or the actuator, not on what the
+    config's wrappers make of it).
+    """
 
     def _init() -> gym.Env:
-        import liquid_rl.envs  # noqa: F401  (registers our ids, also in subprocesses)
+        from liquid_rl.envs import make  # registers our ids, also in subprocesses
 
         kwargs = dict(env_cfg["kwargs"])
         if render_mode is not None:
             kwargs["render_mode"] = render_mode
         if env_cfg.get("max_episode_steps") is not None:
             kwargs["max_episode_steps"] = env_cfg["max_episode_steps"]
-        env = gym.make(env_cfg["id"], **kwargs)
+        env = make(env_cfg["id"], **kwargs)  # gym.make, without MuJoCo's settotalmass warnings
         if noise > 0:
             from liquid_rl.envs.wrappers import ObservationNoise
 
             env = ObservationNoise(env, noise)
+        if perturb is not None:
+            env = perturb(env)
         for w in env_cfg["wrappers"]:
             env = import_target(WRAPPERS[w["name"]])(env, **w["kwargs"])
         if monitor:
@@ -85,7 +94,8 @@ def make_env_fn(env_cfg: Mapping[str, Any], seed: int | None = None, render_mode
 
 def make_vec_env(cfg: Mapping[str, Any], n_envs: int | None = None, seed: int | None = None,
                  training: bool = True, render_mode: str | None = None, noise: float = 0.0,
-                 normalization: Mapping[str, Any] | None = None, subprocess: bool | None = None) -> VecEnv:
+                 normalization: Mapping[str, Any] | None = None, subprocess: bool | None = None,
+                 perturb: Callable[[gym.Env], gym.Env] | None = None) -> VecEnv:
     """The vectorised env of a config.
 
     Args:
@@ -97,10 +107,12 @@ def make_vec_env(cfg: Mapping[str, Any], n_envs: int | None = None, seed: int | 
         noise: Gaussian observation noise sigma (evaluation).
         normalization: VecNormalize statistics to load (:func:`normalization_to_json` form).
         subprocess: SubprocVecEnv (default: ``env.vec_env == "subproc"`` and n_envs > 1).
+        perturb: wraps each raw env (see :func:`make_env_fn`).
     """
     env_cfg = cfg["env"]
     n = int(n_envs or env_cfg["n_envs"])
-    fns = [make_env_fn(env_cfg, None if seed is None else seed + i, render_mode, noise) for i in range(n)]
+    fns = [make_env_fn(env_cfg, None if seed is None else seed + i, render_mode, noise, perturb=perturb)
+           for i in range(n)]
     use_subproc = (env_cfg["vec_env"] == "subproc" and n > 1) if subprocess is None else subprocess
     try:
         venv: VecEnv = SubprocVecEnv(fns) if use_subproc else DummyVecEnv(fns)
@@ -311,6 +323,8 @@ def build_model(cfg: Mapping[str, Any], venv: VecEnv, device: str | None = None,
     cls = get_algorithm(name)
     policy, policy_kwargs = policy_spec(cfg, venv.observation_space)
     hyper = _hyperparams(cfg, venv.action_space)
+    if not small_buffer:
+        check_memory(cls, hyper, venv.num_envs, venv.observation_space, venv.action_space, is_off_policy(name))
     if small_buffer and is_off_policy(name):
         # the fewest rows the algorithm accepts (recurrent SAC needs one window of steps)
         rows = int(hyper.get("burn_in", 8)) + int(hyper.get("sequence_length", 32)) + 1 if name == "recurrent_sac" else 1
@@ -336,6 +350,9 @@ def check_buildable(cfg: Mapping[str, Any]) -> None:
     what only construction can (env kwargs, wrapper values, policy options, spaces)."""
     venv = make_vec_env(cfg, seed=0, subprocess=False)
     try:
+        name = cfg["algo"]["name"]
+        check_memory(get_algorithm(name), _hyperparams(cfg, venv.action_space), cfg["env"]["n_envs"],
+                     venv.observation_space, venv.action_space, is_off_policy(name))
         build_model(cfg, venv, device="cpu", small_buffer=True)
     finally:
         venv.close()

@@ -73,7 +73,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
                                 "only its own files because stable-baselines3's pickled data can run code")
             meta = json.loads(z.read(METADATA_NAME))
     except zipfile.BadZipFile:
-        raise UserError(f"{p} is not a model file (not a zip archive, or truncated)") from None
+        raise UserError(f"{p} is not a model file: truncated or corrupt (not a readable zip archive)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{p}: {METADATA_NAME} is not valid JSON ({e})") from None
     except (OSError, zipfile.LargeZipFile) as e:

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,11 +85,14 @@ class Agent:
         return None
 
     def make_env(self, n_envs: int = 1, seed: int | None = None, noise: float = 0.0,
-                 render_mode: str | None = None) -> VecEnv:
+                 render_mode: str | None = None,
+                 perturb: Callable[[gym.Env], gym.Env] | None = None) -> VecEnv:
         """The env of the config as the agent saw it (frozen normalisation statistics),
-        optionally with Gaussian observation noise ``noise``."""
+        optionally with Gaussian observation noise ``noise`` or a ``perturb`` wrapper
+        around the raw env."""
         return make_vec_env(self.config, n_envs=n_envs, seed=seed, training=False, render_mode=render_mode,
-                            noise=noise, normalization=self.normalization, subprocess=False)
+                            noise=noise, normalization=self.normalization, subprocess=False,
+                            perturb=perturb)
 
 
 class _SpacesEnv(gym.Env):
@@ -138,9 +143,30 @@ def _load_tensors(z: zipfile.ZipFile, name: str, device: torch.device, source: P
     except KeyError:
         raise UserError(f"{source} is incomplete: {name} is missing") from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile, AttributeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{source}: {name} holds more than tensors or is corrupt; refused to load it "
-                        f"(loading it could run code from the file): {first}") from None
+        # PyTorch's own message advises weights_only=False, which would run the file's code: never repeat it
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        what = f"it names {found.group(1)}" if found else type(e).__name__
+        raise UserError(f"{source}: {name} holds more than tensors or is corrupt ({what}); refused to load it, "
+                        "since loading it could run code from the file") from None
+    except OSError as e:
+        raise UserError(f"{source}: {name} is truncated or corrupt ({e})") from None
+
+
+def _check_finite(params: dict[str, Any], source: Path) -> None:
+    """Every floating tensor of the policy and optimizer states must be finite."""
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise UserError(f"{source}: {prefix} holds NaN or infinite values; the model is broken "
+                                "(retrain it or take an earlier checkpoint)")
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(f"{prefix}[{i}]", v)
+    for name, value in params.items():
+        walk(name, value)
 
 
 def load_agent(path: str | Path, device: str = "auto", env: VecEnv | None = None,
@@ -201,6 +227,7 @@ def load_agent(path: str | Path, device: str = "auto", env: VecEnv | None = None
             raise UserError(f"{source} is incomplete: policy.pth is missing")
         variables = (_load_tensors(z, "pytorch_variables.pth", torch_device, source)
                      if "pytorch_variables.pth" in names else {})
+    _check_finite(params, source)
     try:
         model.set_parameters(params, exact_match=True, device=torch_device)
     except (RuntimeError, ValueError, KeyError) as e:

@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from stable_baselines3.common.logger import configure
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat, configure
+from torch.utils.tensorboard import SummaryWriter
 from stable_baselines3.common.vec_env import VecEnv, sync_envs_normalization
 
 from liquid_rl.agents.algorithms import is_off_policy
@@ -51,7 +52,9 @@ from liquid_rl.agents.diagnostics import LiquidDiagnosticsCallback, core_wiring,
 from liquid_rl.agents.errors import UserError
 from liquid_rl.agents.evaluate import run_episodes, summarize
 from liquid_rl.agents.plots import plot_learning_curve, read_episodes, read_evaluations
-from liquid_rl.agents.run_dir import RUN_FILES, is_run_dir
+from liquid_rl.agents.progress import ProgressCallback, budget_note
+from liquid_rl.agents.output_paths import check_output_dir
+from liquid_rl.agents.run_dir import CONFIG, LOCK, RUN_FILES, TENSORBOARD, RunLock, is_run_dir
 from liquid_rl.agents.safe_load import (
     atomic_write_text,
     load_agent,
@@ -79,10 +82,10 @@ def default_run_dir(config_path: str | Path | None, seed: int) -> Path:
 
 
 def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """Raise unless ``run_dir`` may be (re)created; delete it when overwriting a run."""
+    """Raise unless ``run_dir`` may be (re)created (a lock file alone does not count)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--out {run_dir} exists and is not a directory")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
+    if run_dir.is_dir() and any(p.name != LOCK for p in run_dir.iterdir()):
         if not overwrite:
             hint = (f"; continue it with --resume {run_dir}" if is_run_dir(run_dir) else "")
             raise UserError(f"run directory {run_dir} exists; pass --overwrite to replace it{hint}")
@@ -295,6 +298,7 @@ def train(config: str | Path | Mapping[str, Any], out: str | Path | None = None,
     cfg = _resolve(config, overrides, seed, device)
     seed = cfg["train"]["seed"]
     run_dir = Path(out) if out is not None else default_run_dir(None if isinstance(config, Mapping) else config, seed)
+    check_output_dir(run_dir, "--out")
     _prepare_run_dir(run_dir, overwrite)
 
     # Build everything before the first file is written: errors leave no trace.
@@ -307,15 +311,30 @@ def train(config: str | Path | Mapping[str, Any], out: str | Path | None = None,
         venv.close()
         raise
 
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
-    _write_status(run_dir, status="running", total_timesteps=cfg["train"]["total_timesteps"], num_timesteps=0,
-                  liquid_rl_version=_version(), event={"event": "start", "step": 0, "time": time.time()})
-    _draw_wiring(model, run_dir)
-    _say(f"liquid-rl: training {_title(cfg)} for {cfg['train']['total_timesteps']} steps into {run_dir}")
-    return _learn(run_dir, cfg, model, venv, eval_env, progress_bar, resumed=False, on_evaluation=on_evaluation)
+    existed = run_dir.exists()
+    lock = RunLock(run_dir)
+    try:
+        lock.acquire()
+        # again, under the lock: another process may have started in the meantime
+        _prepare_run_dir(run_dir, overwrite)
+    except UserError:
+        venv.close()
+        eval_env.close()
+        if lock.held:
+            lock.release()
+            if not existed:
+                shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    with lock:
+        for entry in run_dir.iterdir():  # --overwrite: everything but the lock we hold
+            if entry.name != LOCK:
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        atomic_write_text(run_dir / CONFIG, dump_config(cfg))
+        _write_status(run_dir, status="running", total_timesteps=cfg["train"]["total_timesteps"], num_timesteps=0,
+                      liquid_rl_version=_version(), event={"event": "start", "step": 0, "time": time.time()})
+        _draw_wiring(model, run_dir)
+        _say(f"liquid-rl: training {_title(cfg)} for {cfg['train']['total_timesteps']} steps into {run_dir}")
+        return _learn(run_dir, cfg, model, venv, eval_env, progress_bar, resumed=False, on_evaluation=on_evaluation)
 
 
 def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress_bar: bool | None = None,
@@ -342,7 +361,14 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress_bar: 
     for item in overrides:
         if item.partition("=")[0].strip() != "train.total_timesteps":
             raise UserError(f"--resume takes only --set train.total_timesteps=N (to extend the run), not {item!r}")
-    cfg = load_config(run / "config.yaml", overrides, device=device)
+    cfg = load_config(run / CONFIG, overrides, device=device)
+    check_output_dir(run, "--resume")
+    with RunLock(run):
+        return _resume_locked(run, cfg, progress_bar, on_evaluation)
+
+
+def _resume_locked(run: Path, cfg: dict[str, Any], progress_bar: bool | None,
+                   on_evaluation: Callable[[dict[str, Any]], None] | None) -> Path:
     seed = cfg["train"]["seed"]
     ckpt = latest_checkpoint(run)
     start = ckpt.step if ckpt is not None else 0
@@ -405,7 +431,10 @@ def _learn(run_dir: Path, cfg: dict[str, Any], model: BaseAlgorithm, venv: VecEn
            on_evaluation: Callable[[dict[str, Any]], None] | None = None) -> Path:
     t = cfg["train"]
     formats = ["tensorboard"] + (["stdout"] if t["verbose"] else [])
-    model.set_logger(configure(str(run_dir / "tb"), formats))
+    logger = configure(str(run_dir / TENSORBOARD), formats)
+    if resumed:
+        _purge_tensorboard(logger, int(model.num_timesteps))
+    model.set_logger(logger)
     progress = t["progress_bar"] if progress_bar is None else progress_bar
     checkpoints = CheckpointCallback(run_dir, cfg)
     callbacks: list[BaseCallback] = [checkpoints, EpisodeLogCallback(run_dir / "episodes.csv")]
@@ -415,8 +444,13 @@ def _learn(run_dir: Path, cfg: dict[str, Any], model: BaseAlgorithm, venv: VecEn
     if t["diagnostics_every"] > 0:
         callbacks.append(LiquidDiagnosticsCallback(t["diagnostics_every"]))
     remaining = t["total_timesteps"] - int(model.num_timesteps)
+    note = budget_note(model, t["total_timesteps"])
+    if note:
+        _say(note)
+    if progress:
+        callbacks.append(ProgressCallback(t["total_timesteps"]))  # a bar on a terminal, lines in a log
     try:
-        model.learn(remaining, callback=CallbackList(callbacks), progress_bar=progress,
+        model.learn(remaining, callback=CallbackList(callbacks), progress_bar=False,
                     reset_num_timesteps=not resumed)
     except KeyboardInterrupt:
         checkpoints.save()
@@ -432,6 +466,16 @@ def _learn(run_dir: Path, cfg: dict[str, Any], model: BaseAlgorithm, venv: VecEn
     path = _finish(run_dir, cfg, model)
     venv.close()
     return path
+
+
+def _purge_tensorboard(logger: Logger, step: int) -> None:
+    """Resume TensorBoard at ``step``: its events at or after ``step`` from the killed
+    process are dropped (they are logged again), as ``SummaryWriter(purge_step=...)`` does."""
+    for fmt in logger.output_formats:
+        if isinstance(fmt, TensorBoardOutputFormat):
+            log_dir = fmt.writer.log_dir
+            fmt.writer.close()
+            fmt.writer = SummaryWriter(log_dir=log_dir, purge_step=step)
 
 
 def _finish(run_dir: Path, cfg: Mapping[str, Any], model: BaseAlgorithm) -> Path:

@@ -91,7 +91,7 @@ def test_eval_bad_input_exits_2_and_writes_nothing(model_file, tmp_path, capsys)
     corrupt = tmp_path / "corrupt.zip"
     corrupt.write_bytes(b"PK\x03\x04 not really a zip")
     assert main(["eval", str(corrupt)]) == 2
-    assert f"{corrupt} is not a model file (not a zip archive, or truncated)" in one_error_line(capsys)
+    assert f"{corrupt} is not a model file: truncated or corrupt" in one_error_line(capsys)
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text(yaml.safe_dump(TINY))

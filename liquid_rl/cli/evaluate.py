@@ -24,6 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--seed", type=seed, default=0, help="seed of the evaluation episodes (default 0)")
     e.add_argument("--device", choices=DEVICES, default="auto")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="torch: model.predict; onnx: the exported actor in onnxruntime (with --deterministic)")
 
 
 def _default_json(source: str, noise: float) -> Path:
@@ -40,14 +42,22 @@ def _default_json(source: str, noise: float) -> Path:
 def run(args: argparse.Namespace) -> int:
     from liquid_rl.agents.build import apply_threads
     from liquid_rl.agents.evaluate import evaluate
+    from liquid_rl.agents.output_paths import check_output_file
     from liquid_rl.agents.safe_load import load_agent
 
+    if args.json:
+        check_output_file(args.json, "--json")
+    if args.video:
+        check_output_file(args.video, "--video")
     # Load (and so check) the model before choosing where to write.
     agent = load_agent(args.source, device=args.device)
     apply_threads(agent.config)
     json_path = Path(args.json) if args.json else _default_json(args.source, args.noise)
+    if args.backend != "torch" and not args.json:
+        json_path = json_path.with_name(f"{json_path.stem}_{args.backend}.json")
     result = evaluate(agent, episodes=args.episodes, deterministic=args.deterministic, video=args.video,
-                      noise=args.noise, json_path=json_path, seed=args.seed, progress=not args.no_progress)
+                      noise=args.noise, json_path=json_path, seed=args.seed, progress=not args.no_progress,
+                      backend=args.backend)
     noise = f", observation noise sigma={args.noise:g}" if args.noise else ""
     print(f"{result['env_id']}: {result['episodes']} episodes ({'deterministic' if args.deterministic else 'stochastic'}"
           f"{noise}) of {result['model']}")

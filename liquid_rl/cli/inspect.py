@@ -24,8 +24,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from liquid_rl.agents.build import apply_threads
     from liquid_rl.agents.inspect import inspect_agent
+    from liquid_rl.agents.output_paths import check_output_dir
     from liquid_rl.agents.safe_load import load_agent
 
+    if args.out:
+        check_output_dir(args.out, "--out")
     agent = load_agent(args.source, device=args.device)
     apply_threads(agent.config)
     result = inspect_agent(agent, out_dir=args.out, seed=args.seed, deterministic=not args.stochastic,

@@ -1,0 +1,79 @@
+"""Bad input, one row each: exit status 2, one line naming the key or path, nothing written.
+
+Every row fails in the checks made before training, so the table stays fast."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from liquid_rl.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+LTC = str(ROOT / "configs" / "cartpole_novel_ltc.yaml")
+SAC = str(ROOT / "configs" / "halfcheetah_p_sac_mlp.yaml")
+NCP = str(ROOT / "configs" / "lane_keeping_ncp.yaml")
+T = ["train", "--config", LTC, "--set", "train.total_timesteps=1024"]
+
+DUPLICATE = "env: {id: CartPole-v1}\nalgo: {name: ppo}\ntrain: {total_timesteps: 100}\ntrain: {total_timesteps: 200}\n"
+NCP_WIRING = ("policy.wiring={inter_neurons: 12, command_neurons: 6, motor_neurons: 1, sensory_fanout: 4, "
+              "inter_fanout: 100, recurrent_command_synapses: 4, motor_fanin: 4}")
+
+# (name, argv with {tmp} for the test folder, text the one error line must contain)
+CASES = [
+    ("lr inf", T + ["--set", "algo.hyperparams.learning_rate=.inf"], "'algo.hyperparams.learning_rate' must be a finite number in (0, 1]"),
+    ("lr 1e30", T + ["--set", "algo.hyperparams.learning_rate=1e30"], "'algo.hyperparams.learning_rate' must be a number in (0, 1], got 1e30"),
+    ("lr schedule 1e30", T + ["--set", "algo.hyperparams.learning_rate=lin_1e30"], "'algo.hyperparams.learning_rate' schedule"),
+    ("units 1e9", T + ["--set", "policy.units=1e9"], "'policy.units' must be an integer in [1, 2048], got 1e9"),
+    ("n_steps 1e13", T + ["--set", "algo.hyperparams.n_steps=1e13"], "'algo.hyperparams.n_steps' must be an integer in [1, 1e7]"),
+    ("buffer 1e13", ["train", "--config", SAC, "--set", "algo.hyperparams.buffer_size=1e13"], "'algo.hyperparams.buffer_size' must be an integer in [1, 1e9]"),
+    ("buffer memory", ["train", "--config", SAC, "--set", "algo.hyperparams.buffer_size=1e9"], "'algo.hyperparams.buffer_size' 1000000000 needs about"),
+    ("rollout memory", T + ["--set", "algo.hyperparams.n_steps=1e7", "--set", "env.n_envs=512"], "'algo.hyperparams.n_steps' 10000000 needs about"),
+    ("fanout", ["train", "--config", NCP, "--set", NCP_WIRING], "'policy.wiring.inter_fanout' must be in [1, 6] (the NCP's command_neurons), got 100"),
+    ("auto ncp", T + ["--set", "policy.wiring=ncp", "--set", "policy.output_size=31"], "'policy.output_size' must be in [1, 29] for wiring ncp"),
+    ("n_envs 1e12", T + ["--set", "env.n_envs=1e12"], "'env.n_envs' must be an integer in [1, 512], got 1e12"),
+    ("ode_unfolds 1e9", T + ["--set", "policy.ode_unfolds=1e9"], "'policy.ode_unfolds' must be an integer in [1, 100], got 1e9"),
+    ("budget 1e30", ["train", "--config", LTC, "--set", "train.total_timesteps=1e30"], "'train.total_timesteps' must be an integer in [1, 1e10], got 1e30"),
+    ("progress bar maybe", T + ["--set", "train.progress_bar=maybe"], "'train.progress_bar' must be true or false, got 'maybe'"),
+    ("seed too large", T + ["--set", "train.seed=1e20"], "'train.seed' must be an integer in [0, 4294967295]"),
+    ("typo", T + ["--set", "train.total_timestep=5"], "unknown key 'train.total_timestep' (did you mean 'train.total_timesteps'?)"),
+    ("config is a dir", ["train", "--config", "{tmp}"], "is a directory; give a YAML file"),
+    ("duplicate key", ["train", "--config", "{tmp}/dup.yaml"], "line 4: duplicate key (key 'train' is given twice)"),
+    ("out under a file", T + ["--out", "{tmp}/afile/sub"], "{tmp}/afile/sub: {tmp}/afile is a file, not a folder"),
+    ("out is a file", T + ["--out", "{tmp}/afile"], "--out {tmp}/afile is a file; give a folder"),
+    ("eval json dir", ["eval", "{tmp}/nomodel", "--json", "{tmp}"], "--json {tmp} is a folder; give a file name"),
+    ("eval json under a file", ["eval", "{tmp}/nomodel", "--json", "{tmp}/afile/x.json"], "{tmp}/afile is a file, not a folder"),
+    ("inspect out file", ["inspect", "{tmp}/nomodel", "--out", "{tmp}/afile"], "--out {tmp}/afile is a file; give a folder"),
+    ("truncated model", ["eval", "{tmp}/half.zip"], "truncated or corrupt"),
+]
+
+
+@pytest.mark.parametrize("argv, expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, argv, expected):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "dup.yaml").write_text(DUPLICATE)
+    (tmp_path / "half.zip").write_bytes(b"PK\x03\x04" + b"\0" * 100)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    if "train" in argv and "--out" not in argv:
+        argv += ["--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert expected.replace("{tmp}", str(tmp_path)) in err[0]
+    assert "Traceback" not in err[0]
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes anywhere")
+def test_unwritable_parent(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    assert main(T + ["--out", str(locked / "run")]) == 2
+    assert f"cannot write in {locked} (permission denied)" in capsys.readouterr().err
+    assert list(locked.iterdir()) == []
