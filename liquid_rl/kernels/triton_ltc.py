@@ -218,21 +218,24 @@ def _kernel(fn: Any, device: torch.device) -> Any:
 
 class Blocks(NamedTuple):
     """Tile sizes of a launch: batch rows per program, units (N padded to a power of two),
-    synapses per neuron handled at once, and the number of programs."""
+    synapses per neuron handled at once, the number of programs and warps per program."""
 
     b: int
     n: int
     k: int
     programs: int
+    warps: int
 
 
 def blocks(B: int, N: int, K: int, block_b: int | None = None, block_k: int | None = None) -> Blocks:
     """Batch rows per program: 8 (about one program per SM at batch 1024), fewer for tiny
-    batches; synapses per chunk: as many as keep a (rows, N, chunk) tile at 2048 values."""
+    batches; synapses per chunk: as many as keep a (rows, N, chunk) tile at 2048 values.
+    Tiles of 1024 values and more get 8 warps: with 4, ptxas spills the backward's
+    registers at (8, 64, 2) (sm_90, 168 registers) and 8 warps need at most 158 up to 2048."""
     bb = block_b or min(8, triton.next_power_of_2(max(B, 1)))
     bn = triton.next_power_of_2(N)
     bk = block_k or max(1, min(triton.next_power_of_2(K), 2048 // (bb * bn)))
-    return Blocks(bb, bn, bk, triton.cdiv(B, bb))
+    return Blocks(bb, bn, bk, triton.cdiv(B, bb), 8 if bb * bn * bk >= 1024 else 4)
 
 
 def _h_layout(h: Tensor, B: int) -> tuple[Tensor, int, int]:
@@ -266,7 +269,7 @@ def ltc_forward(v0: Tensor, keep: Tensor | None, num0: Tensor, den0: Tensor, h: 
         nsmu.contiguous(), M2.contiguous(), src.contiguous(), src if fanin is None else fanin.contiguous(),
         V, states, dens, T, B, N, K, unfolds, Bh, h_sb,
         HAS_KEEP=keep is not None, HAS_FANIN=fanin is not None, SAVE=save, BLOCK_B=tb.b, BLOCK_N=tb.n,
-        BLOCK_K=tb.k)
+        BLOCK_K=tb.k, num_warps=tb.warps)
     return V, (states if save else None), (dens if save else None)
 
 
@@ -295,7 +298,8 @@ def ltc_backward(grad_out: Tensor, keep: Tensor | None, h: Tensor, cm: Tensor, s
         grad_out.contiguous(), keep2, h2, cm.contiguous(), sig.contiguous(), nsmu.contiguous(), M2.contiguous(),
         src.contiguous(), src if fanin is None else fanin.contiguous(), V, states, dens, scratch,
         g_v0, g_num0, g_den0, p_cm, p_sig, p_nsmu, p_M2, T, B, N, K, U, Bh, h_sb,
-        HAS_KEEP=keep is not None, HAS_FANIN=fanin is not None, BLOCK_B=tb.b, BLOCK_N=tb.n, BLOCK_K=tb.k)
+        HAS_KEEP=keep is not None, HAS_FANIN=fanin is not None, BLOCK_B=tb.b, BLOCK_N=tb.n, BLOCK_K=tb.k,
+        num_warps=tb.warps)
     return g_v0, g_num0, g_den0, p_cm.sum(0), p_sig.sum(0), p_nsmu.sum(0), p_M2.sum(0)
 
 
