@@ -87,17 +87,17 @@ def _max_timesteps(spec: SweepSpec) -> int:
 
 
 class _Rows:
-    """Writes each finished trial's row to ``trials.jsonl`` once (rows of earlier attempts
-    are kept; a trial killed after finishing is written when the rerun reads it back)."""
+    """Writes each finished trial's row to ``trials.jsonl`` once. The file itself says what
+    is written: a restored experiment brings back its own copy of the callback, and a trial
+    killed after finishing is written when the rerun reads it back."""
 
     def __init__(self, out: Path) -> None:
         self.path = out / TRIALS_FILE
-        self.written = {r["trial"] for r in read_rows(self.path)} if self.path.is_file() else set()
 
     def add(self, row: dict[str, Any]) -> None:
-        if row["trial"] not in self.written:
+        written = {r["trial"] for r in read_rows(self.path)} if self.path.is_file() else set()
+        if row["trial"] not in written:
             append_row(self.path, row)
-            self.written.add(row["trial"])
 
 
 def _callback(rows: _Rows):
@@ -129,7 +129,7 @@ def _init_ray(spec: SweepSpec, address: str | None, max_concurrent: int | None) 
         cpus = min(cpus, int(max_concurrent * spec.cpus)) or 1
     cpus = max(cpus, int(spec.cpus))
     gpus = None if spec.gpus > 0 else 0
-    ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=cpus, num_gpus=gpus, include_dashboard=False, log_to_driver=False,
              configure_logging=False)
     return True, time.time() - t0
 
