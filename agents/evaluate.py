@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
@@ -115,7 +116,8 @@ def _check_video_path(video: str | Path) -> None:
 
 def evaluate(source: Any, episodes: int = 10, deterministic: bool = True, video: str | Path | None = None,
              noise: float = 0.0, json_path: str | Path | None = None, seed: int = 0, device: str = "auto",
-             progress: bool = False) -> dict[str, Any]:
+             progress: bool = False,
+             perturb: Callable[[gym.Env], gym.Env] | None = None, backend: str = "torch") -> dict[str, Any]:
     """Evaluate a saved agent.
 
     Args:
@@ -129,6 +131,9 @@ def evaluate(source: Any, episodes: int = 10, deterministic: bool = True, video:
         seed: seed of the evaluation envs (the same seed gives the same episodes).
         device: torch device.
         progress: show a progress bar over episodes.
+        perturb: wraps the raw env (a perturbation of ``liquid_rl.envs.wrappers``).
+        backend: "torch" (``model.predict``) or "onnx" (the actor exported to ONNX, run by
+            onnxruntime on the raw env; deterministic only).
 
     Returns:
         ``{"mean_return", "std_return", "mean_length", "std_length", "returns", "lengths",
@@ -144,9 +149,25 @@ def evaluate(source: Any, episodes: int = 10, deterministic: bool = True, video:
     if video is not None:
         _check_video_path(video)
         os.environ.setdefault("MUJOCO_GL", "egl")
+    if backend not in ("torch", "onnx"):
+        raise UserError(f"--backend must be torch or onnx, got {backend!r}")
+    if backend == "onnx" and not deterministic:
+        raise UserError("--backend onnx runs the exported deterministic actor; add --deterministic")
     agent = source if isinstance(source, Agent) else load_agent(source, device=device)
-    venv = agent.make_env(n_envs=1, seed=seed, noise=float(noise),
-                          render_mode="rgb_array" if video is not None else None)
+    env_kwargs = dict(n_envs=1, seed=seed, noise=float(noise),
+                      render_mode="rgb_array" if video is not None else None, perturb=perturb)
+    model: Any = agent.model
+    if backend == "onnx":
+        from liquid_rl.export import ExportError
+        from liquid_rl.export.backend import onnx_predictor, raw_env
+
+        try:
+            model = onnx_predictor(agent)
+        except ExportError as e:
+            raise UserError(str(e)) from None
+        venv = raw_env(agent, **env_kwargs)
+    else:
+        venv = agent.make_env(**env_kwargs)
     frames: list[np.ndarray] | None = [] if video is not None else None
     bar = None
     if progress:
@@ -154,7 +175,7 @@ def evaluate(source: Any, episodes: int = 10, deterministic: bool = True, video:
 
         bar = tqdm(total=episodes, desc="evaluating", unit="episode", leave=False)
     try:
-        returns, lengths = run_episodes(agent.model, venv, episodes, deterministic,
+        returns, lengths = run_episodes(model, venv, episodes, deterministic,
                                         on_episode=(lambda r, n: bar.update(1)) if bar is not None else None,
                                         frames=frames)
         fps = float(_render_fps(venv))
@@ -165,7 +186,7 @@ def evaluate(source: Any, episodes: int = 10, deterministic: bool = True, video:
     result: dict[str, Any] = summarize(returns, lengths)
     result.update(returns=returns, lengths=lengths, episodes=episodes, deterministic=deterministic,
                   noise=float(noise), seed=seed, env_id=agent.config["env"]["id"], model=str(agent.path),
-                  num_timesteps=int(agent.model.num_timesteps))
+                  num_timesteps=int(agent.model.num_timesteps), backend=backend)
     if video is not None and frames:
         result["video"] = str(write_video(frames, video, fps))
     if json_path is not None:

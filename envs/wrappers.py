@@ -8,6 +8,12 @@
   observation (``"dt"``) and in ``info["dt"]``, so that liquid cells can integrate the
   real elapsed time.
 
+Perturbations for robustness sweeps (``liquid-rl robustness``; each is the identity at
+level 0): ``ObservationNoise``, ``ObservationDropout`` (entries zeroed with
+probability p), ``ActionDelay`` (actions applied k steps late), ``ControlRate`` (the
+env's time step scaled), and for images ``Brightness``, ``Occlusion`` (a random patch)
+and ``Blur`` (Gaussian).
+
 The random wrappers draw from their own generator, seeded by ``reset(seed=...)`` (mixed
 with a per-wrapper constant so that it does not repeat the env's own stream), so a
 seeded episode is reproducible.
@@ -24,11 +30,14 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import RecordConstructorArgs
 
-__all__ = ["MaskObservation", "ObservationNoise", "IrregularTime", "find_base_dt"]
+__all__ = ["MaskObservation", "ObservationNoise", "IrregularTime", "find_base_dt", "ObservationDropout",
+           "ActionDelay", "ControlRate", "Brightness", "Occlusion", "Blur", "is_image_space"]
 
 # Constants mixed into the wrapper seeds (arbitrary, distinct).
 _NOISE_SALT = 0x6E6F697365
 _TIME_SALT = 0x74696D65
+_DROPOUT_SALT = 0x64726F70
+_OCCLUSION_SALT = 0x6F63636C
 
 
 def _wrapper_rng(seed: int | None, salt: int) -> np.random.Generator:
@@ -314,3 +323,219 @@ class IrregularTime(gym.Wrapper, RecordConstructorArgs):
         info["dt"] = elapsed
         info["repeats"] = done
         return self._wrap(obs, elapsed), total, terminated, truncated, info
+
+
+# ---------------------------------------------------------------------- perturbations
+def is_image_space(space: spaces.Space) -> bool:
+    """A uint8 ``Box`` of shape (H, W, C): the images the image perturbations accept."""
+    return isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
+
+
+def _check_level(name: str, key: str, value: float, low: float, high: float = math.inf,
+                 integer: bool = False) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    if not (low <= v <= high) or (integer and v != int(v)):
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{name}: {key!r} must be {kind} in [{low:g}, {high:g}], got {value!r}")
+    return v
+
+
+class _ImageWrapper(gym.ObservationWrapper[np.ndarray, Any, np.ndarray]):
+    """Base of the image perturbations: checks for an (H, W, C) uint8 image space."""
+
+    def __init__(self, env: gym.Env) -> None:
+        gym.ObservationWrapper.__init__(self, env)
+        if not is_image_space(env.observation_space):
+            raise ValueError(
+                f"{type(self).__name__}: needs an (H, W, C) uint8 image observation, got "
+                f"{type(env.observation_space).__name__} of shape {env.observation_space.shape}"
+            )
+
+
+class ObservationDropout(gym.ObservationWrapper[np.ndarray, Any, np.ndarray], RecordConstructorArgs):
+    """Set each entry of a Box observation to 0 with probability ``p``, independently each step.
+
+    Args:
+        env: environment with a ``Box`` observation space (0 is clipped into its bounds).
+        p: drop probability in [0, 1].
+    """
+
+    def __init__(self, env: gym.Env, p: float) -> None:
+        RecordConstructorArgs.__init__(self, p=p)
+        gym.ObservationWrapper.__init__(self, env)
+        space = env.observation_space
+        if not isinstance(space, spaces.Box):
+            raise ValueError(f"ObservationDropout: needs a Box observation space, got {space}")
+        self.p = _check_level("ObservationDropout", "p", p, 0.0, 1.0)
+        self._zero = np.clip(np.zeros(space.shape), space.low, space.high).astype(space.dtype)
+        self._rng = _wrapper_rng(None, _DROPOUT_SALT)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            self._rng = _wrapper_rng(seed, _DROPOUT_SALT)
+        return super().reset(seed=seed, options=options)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        if self.p == 0.0:
+            return observation
+        drop = self._rng.random(self._zero.shape) < self.p
+        return np.where(drop, self._zero, observation)
+
+
+class ActionDelay(gym.Wrapper, RecordConstructorArgs):
+    """Apply each action ``k`` steps after the agent chose it.
+
+    The first ``k`` steps of an episode apply the neutral action (zeros clipped into a
+    Box action space, action 0 of a Discrete one).
+
+    Args:
+        env: environment with a ``Box`` or ``Discrete`` action space.
+        k: delay in steps, an integer >= 0.
+    """
+
+    def __init__(self, env: gym.Env, k: int) -> None:
+        RecordConstructorArgs.__init__(self, k=k)
+        gym.Wrapper.__init__(self, env)
+        self.k = int(_check_level("ActionDelay", "k", k, 0, 10_000, integer=True))
+        space = env.action_space
+        if isinstance(space, spaces.Box):
+            self._neutral: Any = np.clip(np.zeros(space.shape), space.low, space.high).astype(space.dtype)
+        elif isinstance(space, spaces.Discrete):
+            self._neutral = int(space.start)
+        else:
+            raise ValueError(f"ActionDelay: needs a Box or Discrete action space, got {space}")
+        self._queue: list[Any] = []
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        self._queue = [self._neutral] * self.k
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action: Any):
+        self._queue.append(np.copy(action))
+        return self.env.step(self._queue.pop(0))
+
+
+class ControlRate(gym.Wrapper, RecordConstructorArgs):
+    """Scale the env's time step by ``factor`` (the agent acts less or more often).
+
+    The env must have ``set_dt(dt)`` and a ``dt`` attribute (``LaneKeepingEnv``); the time
+    step is set after every reset. ``info["dt"]`` is the step's duration [s]. A run that
+    observes the elapsed time (``IrregularTime``) sees it through that wrapper; this one
+    does not add it to the observation, so a policy sees the same spaces as in training.
+
+    Args:
+        env: environment with ``set_dt``.
+        factor: time step multiplier, > 0 (1 = unchanged).
+        scale_reward: divide each reward by ``factor``, for rewards that grow with the
+            step's duration (lane keeping's progress): returns at different rates then
+            compare, an episode still being ``max_steps`` steps.
+    """
+
+    def __init__(self, env: gym.Env, factor: float, scale_reward: bool = True) -> None:
+        RecordConstructorArgs.__init__(self, factor=factor, scale_reward=scale_reward)
+        self.scale_reward = bool(scale_reward)
+        gym.Wrapper.__init__(self, env)
+        self.factor = _check_level("ControlRate", "factor", factor, 1e-3, 1e3)
+        u = env.unwrapped
+        if not callable(getattr(u, "set_dt", None)) or find_base_dt(env) is None:
+            raise ValueError(
+                f"ControlRate: needs an env with set_dt(dt) ({type(u).__name__} has none)"
+            )
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        base = find_base_dt(self.env)  # the env restores its own time step at reset
+        assert base is not None
+        self.env.unwrapped.set_dt(base * self.factor)
+        return obs, info
+
+    def step(self, action: Any):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info = dict(info)
+        info["dt"] = float(find_base_dt(self.env) or 0.0)
+        if self.scale_reward:
+            reward = float(reward) / self.factor
+        return obs, reward, terminated, truncated, info
+
+
+class Brightness(_ImageWrapper, RecordConstructorArgs):
+    """Scale image intensities by ``1 + change`` (rounded, clipped to [0, 255]).
+
+    Args:
+        env: environment with an (H, W, C) uint8 image observation.
+        change: relative brightness change in [-1, 10] (-1 = black, 0 = unchanged).
+    """
+
+    def __init__(self, env: gym.Env, change: float) -> None:
+        RecordConstructorArgs.__init__(self, change=change)
+        _ImageWrapper.__init__(self, env)
+        self.change = _check_level("Brightness", "change", change, -1.0, 10.0)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        if self.change == 0.0:
+            return observation
+        img = np.rint(np.asarray(observation, dtype=np.float32) * (1.0 + self.change))
+        return np.clip(img, 0, 255).astype(np.uint8)
+
+
+class Occlusion(_ImageWrapper, RecordConstructorArgs):
+    """Black out a patch covering ``fraction`` of the frame, at a random place each step.
+
+    The patch has the frame's aspect ratio (sides ``sqrt(fraction)`` times the frame's,
+    rounded, so the covered fraction is exact up to a pixel row).
+
+    Args:
+        env: environment with an (H, W, C) uint8 image observation.
+        fraction: covered fraction of the frame in [0, 1].
+    """
+
+    def __init__(self, env: gym.Env, fraction: float) -> None:
+        RecordConstructorArgs.__init__(self, fraction=fraction)
+        _ImageWrapper.__init__(self, env)
+        self.fraction = _check_level("Occlusion", "fraction", fraction, 0.0, 1.0)
+        h, w = env.observation_space.shape[:2]
+        side = math.sqrt(self.fraction)
+        self.patch = (int(round(side * h)), int(round(side * w)))
+        self._rng = _wrapper_rng(None, _OCCLUSION_SALT)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            self._rng = _wrapper_rng(seed, _OCCLUSION_SALT)
+        return super().reset(seed=seed, options=options)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        ph, pw = self.patch
+        if ph == 0 or pw == 0:
+            return observation
+        h, w = observation.shape[:2]
+        top = int(self._rng.integers(0, h - ph + 1))
+        left = int(self._rng.integers(0, w - pw + 1))
+        img = np.array(observation, copy=True)
+        img[top:top + ph, left:left + pw] = 0
+        return img
+
+
+class Blur(_ImageWrapper, RecordConstructorArgs):
+    """Gaussian blur of each channel with standard deviation ``sigma`` pixels.
+
+    Args:
+        env: environment with an (H, W, C) uint8 image observation.
+        sigma: blur radius in pixels, in [0, 100] (0 = unchanged).
+    """
+
+    def __init__(self, env: gym.Env, sigma: float) -> None:
+        RecordConstructorArgs.__init__(self, sigma=sigma)
+        _ImageWrapper.__init__(self, env)
+        self.sigma = _check_level("Blur", "sigma", sigma, 0.0, 100.0)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        if self.sigma == 0.0:
+            return observation
+        from scipy.ndimage import gaussian_filter
+
+        img = gaussian_filter(np.asarray(observation, dtype=np.float32),
+                              sigma=(self.sigma, self.sigma, 0.0), mode="nearest")
+        return np.clip(np.rint(img), 0, 255).astype(np.uint8)

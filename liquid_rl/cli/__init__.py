@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "sweep": "sweep",
     "report": "report",
     "export": "export",
+    "robustness": "robustness",
 }
 
 
