@@ -77,3 +77,55 @@ def test_unwritable_parent(tmp_path, capsys):
     assert main(T + ["--out", str(locked / "run")]) == 2
     assert f"cannot write in {locked} (permission denied)" in capsys.readouterr().err
     assert list(locked.iterdir()) == []
+
+
+# --- the run-directory lock, held by another process ------------------------------------
+
+HOLD = ("import sys, time\nfrom liquid_rl.agents.run_dir import RunLock\n"
+        "RunLock(sys.argv[1]).acquire()\nprint('locked', flush=True)\ntime.sleep(120)\n")
+
+
+def _hold(run: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"locked"
+    return proc
+
+
+def _run_dir(tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(Path(LTC).read_text())
+    (run / "run.json").write_text('{"status": "running"}')
+    return run
+
+
+@pytest.mark.parametrize("scenario", ["train new out", "overwrite", "resume"])
+def test_a_locked_run_directory_refuses_a_second_process(tmp_path, capsys, scenario):
+    run = tmp_path / "run" if scenario == "train new out" else _run_dir(tmp_path)
+    holder = _hold(run)
+    try:
+        before = {p.name: p.read_bytes() for p in run.iterdir()}
+        argv = {"train new out": T + ["--out", str(run)],
+                "overwrite": T + ["--out", str(run), "--overwrite"],
+                "resume": ["train", "--resume", str(run)]}[scenario]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"liquid-rl: error: run directory {run} is in use by process {holder.pid}; "
+                       "wait for it to finish or stop it"]
+        assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # untouched
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_the_lock_is_released_when_its_process_is_killed(tmp_path):
+    from liquid_rl.agents.run_dir import RunLock
+
+    run = tmp_path / "run"
+    holder = _hold(run)
+    holder.kill()  # SIGKILL: no cleanup runs
+    holder.wait()
+    deadline = time.monotonic() + 5
+    with RunLock(run) as lock:
+        assert lock.held and time.monotonic() < deadline
+        assert (run / ".lock").read_text().strip() == str(os.getpid())
