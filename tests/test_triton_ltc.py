@@ -181,3 +181,28 @@ def test_errors_name_what_to_install_or_set(monkeypatch):
     assert not triton_ltc.available()
     with pytest.raises(ValueError, match=r"pip install 'liquid-rl\[gpu\]'"):
         triton_ltc.check(x)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "fp64"])
+def test_kernels_compile_for_sm90_without_a_gpu(dtype, monkeypatch, tmp_path):
+    """The interpreter checks the numbers, not the code generation: compile both kernels for
+    an H100/H200 (sm_90) to a cubin with Triton's bundled ptxas, at the tile sizes of batch
+    1024 (8 warps) and batch 1; the unfolds synchronise the program with a barrier."""
+    import inspect
+
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
+    ints = ("T", "B", "N", "K", "U", "Bh", "h_sb")
+    for B in (1024, 1):
+        tiles = triton_ltc.blocks(B, 64, 64)
+        for fn, extra in ((triton_ltc._ltc_forward_kernel, {"SAVE": B > 1}), (triton_ltc._ltc_backward_kernel, {})):
+            consts = dict(HAS_KEEP=True, HAS_FANIN=True, BLOCK_B=tiles.b, BLOCK_N=tiles.n, BLOCK_K=tiles.k, **extra)
+            signature = {name: "constexpr" if name in consts else "i32" if name in ints
+                         else "*i64" if name in ("src", "fanin") else f"*{dtype}"
+                         for name in inspect.signature(fn).parameters}
+            compiled = triton.compile(ASTSource(triton_ltc._COMPILED[fn], signature, consts),
+                                      target=GPUTarget("cuda", 90, 32), options={"num_warps": tiles.warps})
+            assert compiled.asm["cubin"] and "bar.sync" in compiled.asm["ptx"], (fn.__name__, B)
