@@ -54,6 +54,7 @@ from stable_baselines3.common.utils import obs_as_tensor, polyak_update
 
 from liquid_rl.agents.recurrent_sac_policy import RecurrentActor, RecurrentCritic, RecurrentSACPolicy
 from liquid_rl.agents.sequence_replay import SequenceReplayBuffer, SequenceReplayBufferSamples
+from liquid_rl.core_inputs import extras, find_previous_inputs
 
 SelfRecurrentSAC = TypeVar("SelfRecurrentSAC", bound="RecurrentSAC")
 
@@ -205,6 +206,7 @@ class RecurrentSAC(OffPolicyAlgorithm):
             raise ValueError("RecurrentSAC does not support Dict observation spaces")
         self.policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule,
                                         **self.policy_kwargs).to(self.device)
+        self._check_previous_inputs(self.env)
         self._create_aliases()
         if self.replay_buffer is None:
             kwargs = dict(self.replay_buffer_kwargs)
@@ -231,6 +233,20 @@ class RecurrentSAC(OffPolicyAlgorithm):
             self.ent_coef_optimizer = th.optim.Adam([self.log_ent_coef], lr=self.lr_schedule(1))
         else:
             self.ent_coef_tensor = th.tensor(float(self.ent_coef), device=self.device)
+
+    def _check_previous_inputs(self, env: Any) -> None:
+        """With a previous action or reward in ``core_inputs``, the env must append them."""
+        wanted = extras(self.policy.core_inputs)
+        if env is None or not wanted:
+            return
+        wrapper = find_previous_inputs(env)
+        if wrapper is None or wrapper.inputs != wanted:
+            raise ValueError(f"core_inputs {list(self.policy.core_inputs)} need the env wrapped in "
+                             f"liquid_rl.core_inputs.PreviousActionReward(venv, {list(wanted)})")
+
+    def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
+        super().set_env(env, force_reset)
+        self._check_previous_inputs(self.env)
 
     def _create_aliases(self) -> None:
         self.actor = self.policy.actor

@@ -38,6 +38,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from liquid_rl.core import Core, CoreSpec, action_output_size
+from liquid_rl.core_inputs import CoreInputs, check_core_inputs, extra_size, split_observation
 from liquid_rl.wirings import Wiring
 
 LOG_STD_MAX = 2
@@ -56,6 +57,16 @@ def _unroll_core(core: Core, x: th.Tensor, state: th.Tensor, resets: th.Tensor,
     return y
 
 
+def core_input(net: BaseModel, inputs: CoreInputs, obs: th.Tensor) -> th.Tensor:
+    """Observations (T, B, *obs_shape) -> core inputs (T, B, I): the observation part goes
+    through ``net``'s features extractor, the previous action and reward (appended by
+    ``PreviousActionReward``) join it through ``inputs``."""
+    T, B = obs.shape[:2]
+    obs, extra = split_observation(obs, inputs.n_extra)
+    features = net.extract_features(obs.reshape(T * B, *obs.shape[2:]), net.features_extractor)
+    return inputs(features.reshape(T, B, -1), extra)
+
+
 class RecurrentActor(BasePolicy):
     """Recurrent SAC actor: features -> core -> MLP -> tanh-squashed Gaussian.
 
@@ -67,6 +78,8 @@ class RecurrentActor(BasePolicy):
     :param core_spec: the core's description.
     :param activation_fn: activation of the MLP.
     :param normalize_images: divide image observations by 255.
+    :param inputs: what the core reads (observation features, previous action and
+        reward, embedded); default: the features alone.
     """
 
     action_space: spaces.Box
@@ -81,6 +94,7 @@ class RecurrentActor(BasePolicy):
         core_spec: CoreSpec,
         activation_fn: type[nn.Module] = nn.ReLU,
         normalize_images: bool = True,
+        inputs: CoreInputs | None = None,
     ) -> None:
         super().__init__(observation_space, action_space, features_extractor=features_extractor,
                          normalize_images=normalize_images, squash_output=True)
@@ -88,7 +102,8 @@ class RecurrentActor(BasePolicy):
         self.features_dim = features_dim
         self.core_spec = core_spec
         self.activation_fn = activation_fn
-        self.core = core_spec.build(features_dim)
+        self.inputs = inputs if inputs is not None else CoreInputs(("obs",), features_dim, 0)
+        self.core = core_spec.build(self.inputs.output_size)
         self.state_size: int = int(self.core.state_size)
         action_dim = get_action_dim(self.action_space)
         self.latent_pi = nn.Sequential(*create_mlp(self.core.output_size, -1, net_arch, activation_fn))
@@ -100,7 +115,8 @@ class RecurrentActor(BasePolicy):
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(dict(net_arch=self.net_arch, features_dim=self.features_dim, core_spec=self.core_spec,
-                         activation_fn=self.activation_fn, features_extractor=self.features_extractor))
+                         activation_fn=self.activation_fn, features_extractor=self.features_extractor,
+                         inputs=self.inputs))
         return data
 
     def initial_state(self, n: int) -> th.Tensor:
@@ -108,9 +124,8 @@ class RecurrentActor(BasePolicy):
         return th.zeros(n, self.state_size, device=self.device)
 
     def _features(self, obs: th.Tensor) -> th.Tensor:
-        """(T, B, *obs_shape) -> (T, B, features_dim)."""
-        T, B = obs.shape[:2]
-        return self.extract_features(obs.reshape(T * B, *obs.shape[2:]), self.features_extractor).reshape(T, B, -1)
+        """(T, B, *obs_shape) -> the core's inputs (T, B, I)."""
+        return core_input(self, self.inputs, obs)
 
     def unroll(self, obs: th.Tensor, state: th.Tensor, resets: th.Tensor, burn_in: int = 0) -> th.Tensor:
         """Core outputs for obs (T, B, *obs_shape) from state (B, S) with resets (T, B):
@@ -135,8 +150,7 @@ class RecurrentActor(BasePolicy):
         """One step: obs (B, *obs_shape), state (B, S), episode_start (B,) bool ->
         squashed action (B, A) in [-1, 1], next state (B, S). The state is zeroed
         where ``episode_start`` is True before the step."""
-        features = self.extract_features(obs, self.features_extractor)
-        latent, state = self.core(features.unsqueeze(0), state, self.core_spec.timespan,
+        latent, state = self.core(self._features(obs.unsqueeze(0)), state, self.core_spec.timespan,
                                   episode_start.bool().unsqueeze(0))
         mean, log_std = self.dist_params(latent[0])
         actions = self.action_dist.actions_from_params(mean, log_std, deterministic=deterministic)
@@ -166,6 +180,7 @@ class RecurrentCritic(BaseModel):
     :param normalize_images: divide image observations by 255.
     :param n_critics: number of Q-networks (2: twin Q).
     :param share_core: one core for all Q heads (True) or one core per Q head.
+    :param inputs: what the cores read (see :class:`RecurrentActor`).
     """
 
     def __init__(
@@ -180,6 +195,7 @@ class RecurrentCritic(BaseModel):
         normalize_images: bool = True,
         n_critics: int = 2,
         share_core: bool = True,
+        inputs: CoreInputs | None = None,
     ) -> None:
         super().__init__(observation_space, action_space, features_extractor=features_extractor,
                          normalize_images=normalize_images)
@@ -189,7 +205,9 @@ class RecurrentCritic(BaseModel):
         self.n_critics = n_critics
         self.core_spec = core_spec
         self.share_core = share_core
-        self.cores = nn.ModuleList(core_spec.build(features_dim) for _ in range(1 if share_core else n_critics))
+        self.inputs = inputs if inputs is not None else CoreInputs(("obs",), features_dim, 0)
+        self.cores = nn.ModuleList(core_spec.build(self.inputs.output_size)
+                                   for _ in range(1 if share_core else n_critics))
         out = self.cores[0].output_size
         self.q_networks = nn.ModuleList(
             nn.Sequential(*create_mlp(out + action_dim, 1, net_arch, activation_fn)) for _ in range(n_critics)
@@ -199,9 +217,8 @@ class RecurrentCritic(BaseModel):
         """Each core's outputs for obs (T, B, *obs_shape) from the zero state with
         resets (T, B); the first ``burn_in`` steps run without gradient and are dropped.
         Returns ``n_critics`` tensors (T - burn_in, B, O)."""
-        T, B = obs.shape[:2]
-        features = self.extract_features(obs.reshape(T * B, *obs.shape[2:]), self.features_extractor)
-        features = features.reshape(T, B, -1)
+        B = obs.shape[1]
+        features = core_input(self, self.inputs, obs)
         latents = [_unroll_core(core, features, th.zeros(B, core.state_size, device=features.device), resets, burn_in,
                                 self.core_spec.timespan) for core in self.cores]
         return latents * self.n_critics if self.share_core else latents
@@ -210,6 +227,17 @@ class RecurrentCritic(BaseModel):
         """Q-values (..., ) of each critic for its core outputs (..., O) and actions (..., A)."""
         return [q_net(th.cat([latent, actions], dim=-1)).squeeze(-1)
                 for latent, q_net in zip(latents, self.q_networks)]
+
+
+def _observation_part(space: spaces.Space, n_extra: int) -> spaces.Space:
+    """The env's own observation space inside one that ``PreviousActionReward`` extended
+    by ``n_extra`` numbers (``space`` itself when ``n_extra == 0``)."""
+    if n_extra == 0:
+        return space
+    if not isinstance(space, spaces.Box) or len(space.shape) != 1 or space.shape[0] <= n_extra:
+        raise ValueError(f"core_inputs with a previous action or reward need a flat Box observation longer than "
+                         f"{n_extra} (the env wrapped in PreviousActionReward), got {space}")
+    return spaces.Box(space.low[:-n_extra], space.high[:-n_extra], dtype=space.dtype)  # type: ignore[arg-type]
 
 
 class RecurrentSACPolicy(BasePolicy):
@@ -245,6 +273,14 @@ class RecurrentSACPolicy(BasePolicy):
     :param step_time: cell time of one env step, for every core (1.0: ncps' unit step).
         An LTC starts with time constants of about 0.1 unit, so at 1.0 its state settles
         within each step; a smaller value (e.g. 0.1) lets it carry more across steps.
+    :param core_inputs: what every core reads per step: "obs" and optionally
+        "prev_action", "prev_reward" (the env must then be wrapped in
+        ``liquid_rl.core_inputs.PreviousActionReward`` with those inputs, which appends them
+        to the observation; zero at episode starts). Default ``("obs",)``.
+    :param input_embeddings: per-input embedding sizes, e.g. ``{"obs": 32, "prev_action":
+        16, "prev_reward": 16}`` (pomdp-baselines); an input without one enters raw. The
+        actor and the critic each have their own embeddings.
+    :param embedding_layer_norm: LayerNorm after each embedding.
     :param cell_options: the actor cell's own options (LTC: ``ode_unfolds``, ``solver``,
         ``mixed_memory``; CfC: ``mode``, ``backbone_units``; wired: ``seed``,
         ``sparsity_level``; Liquid-S4: ``d_state``, ``liquid_degree``, ...).
@@ -278,10 +314,18 @@ class RecurrentSACPolicy(BasePolicy):
         n_critics: int = 2,
         share_critic_core: bool = True,
         step_time: float = 1.0,
+        core_inputs: tuple[str, ...] | list[str] = ("obs",),
+        input_embeddings: dict[str, int] | None = None,
+        embedding_layer_norm: bool = False,
         **cell_options: Any,
     ) -> None:
         if not isinstance(action_space, spaces.Box):
             raise ValueError(f"RecurrentSACPolicy needs a Box action space, got {action_space}")
+        self.core_inputs = check_core_inputs(core_inputs)
+        self.input_embeddings = dict(input_embeddings or {})
+        self.embedding_layer_norm = bool(embedding_layer_norm)
+        self.n_extra = extra_size(self.core_inputs, action_space)
+        self.obs_space = _observation_part(observation_space, self.n_extra)
         super().__init__(observation_space, action_space, features_extractor_class, features_extractor_kwargs,
                          optimizer_class=optimizer_class, optimizer_kwargs=optimizer_kwargs,
                          squash_output=True, normalize_images=normalize_images)
@@ -300,7 +344,8 @@ class RecurrentSACPolicy(BasePolicy):
         self._core_args = dict(
             cell=cell, units=units, wiring=wiring, output_size=output_size, critic_cell=critic_cell,
             critic_units=critic_units, critic_wiring=critic_wiring, critic_output_size=critic_output_size,
-            critic_cell_options=critic_cell_options, step_time=step_time, **cell_options,
+            critic_cell_options=critic_cell_options, step_time=step_time, core_inputs=self.core_inputs,
+            input_embeddings=input_embeddings, embedding_layer_norm=self.embedding_layer_norm, **cell_options,
         )
         if net_arch is None:
             net_arch = [256, 256]
@@ -323,11 +368,20 @@ class RecurrentSACPolicy(BasePolicy):
         self.critic.optimizer = self.optimizer_class(self.critic.parameters(), lr=lr_schedule(1),  # type: ignore[call-arg]
                                                      **self.optimizer_kwargs)
 
+    def make_features_extractor(self) -> BaseFeaturesExtractor:
+        """A features extractor for the observation part (without the previous action and reward)."""
+        return self.features_extractor_class(self.obs_space, **self.features_extractor_kwargs)
+
+    def _make_inputs(self, features_dim: int) -> CoreInputs:
+        action_size = get_action_dim(self.action_space) if "prev_action" in self.core_inputs else 0
+        return CoreInputs(self.core_inputs, features_dim, action_size, self.input_embeddings,
+                          self.embedding_layer_norm)
+
     def make_actor(self) -> RecurrentActor:
         extractor = self.make_features_extractor()
         return RecurrentActor(
             self.observation_space, self.action_space, self.actor_arch, extractor, extractor.features_dim,
-            self.actor_core, self.activation_fn, self.normalize_images,
+            self.actor_core, self.activation_fn, self.normalize_images, self._make_inputs(extractor.features_dim),
         ).to(self.device)
 
     def make_critic(self) -> RecurrentCritic:
@@ -335,6 +389,7 @@ class RecurrentSACPolicy(BasePolicy):
         return RecurrentCritic(
             self.observation_space, self.action_space, self.critic_arch, extractor, extractor.features_dim,
             self.critic_core, self.activation_fn, self.normalize_images, self.n_critics, self.share_critic_core,
+            self._make_inputs(extractor.features_dim),
         ).to(self.device)
 
     @property

@@ -9,6 +9,8 @@ idempotent.
   64x64x3 camera image
 - ``liquid_rl/HighwayLaneKeeping-v0``: ``highway.HighwayLaneKeepingEnv``, highway-env's
   ``lane-keeping-v0`` with a flat observation
+- ``liquid_rl/HiddenTarget-v0``: ``hidden_target.HiddenTargetEnv``, a goal seen only
+  through the reward
 - ``liquid_rl/CartPoleNoVel-v1``, ``liquid_rl/PendulumNoVel-v1``,
   ``liquid_rl/MountainCarContinuousNoVel-v0``: velocities zeroed (``partial``)
 - ``liquid_rl/{R}-P-v5`` and ``liquid_rl/{R}-V-v5`` for R in HalfCheetah, Hopper,
@@ -57,6 +59,8 @@ def _register_all() -> list[str]:
                   "lane keeping on a winding road, 64x64x3 camera image"),
         _register("HighwayLaneKeeping-v0", "liquid_rl.envs.highway:HighwayLaneKeepingEnv",
                   "highway-env's lane-keeping-v0 with a flat observation (needs highway-env)"),
+        _register("HiddenTarget-v0", "liquid_rl.envs.hidden_target:HiddenTargetEnv",
+                  "find a hidden point seen only through the reward (needs the previous action and reward)"),
     ]
     for base, (name, steps) in _NO_VEL.items():
         ids.append(
