@@ -5,8 +5,8 @@ profiles, and IQM learning curves with confidence bands; a Markdown table and PN
 
 from __future__ import annotations
 
+import contextlib
 import re
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +42,18 @@ class TaskReport:
     settings: list[SettingStats] = field(default_factory=list)
 
 
+@contextlib.contextmanager
+def seeded(seed: int):
+    """rliable's bootstraps draw from NumPy's global generator (its ``random_state`` argument
+    does not reach the resampling): seed it for the call, then put its state back."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def _iqm(x: np.ndarray) -> np.ndarray:
     from rliable import metrics
 
@@ -57,8 +69,8 @@ def aggregate(rows: Sequence[Mapping[str, Any]], *, metric: str = "final_return"
               reps: int = 2000, seed: int = 0) -> list[TaskReport]:
     """IQM and its 95% interval per (task, setting) over the finished rows; probability of
     improvement of each setting over ``baseline`` (a setting name, or a part of one;
-    default the first setting of each task). Bootstraps use ``RandomState(seed)``, one per
-    task, over the settings in the order they first appear."""
+    default the first setting of each task). Each task's bootstraps run with NumPy's global
+    generator seeded with ``seed``, over the settings in the order they first appear."""
     from rliable import library as rly
     from rliable import metrics
 
@@ -76,16 +88,16 @@ def aggregate(rows: Sequence[Mapping[str, Any]], *, metric: str = "final_return"
         scored = {s: np.asarray(v, dtype=float)[:, None] for s, v in by_setting.items() if v}
         if not scored:
             continue
-        points, cis = rly.get_interval_estimates(scored, _iqm, reps=reps, confidence_interval_size=CONFIDENCE,
-                                                 random_state=np.random.RandomState(seed))
+        with seeded(seed):
+            points, cis = rly.get_interval_estimates(scored, _iqm, reps=reps, confidence_interval_size=CONFIDENCE)
         base = _pick_baseline(list(scored), baseline)
         report = TaskReport(task, base)
         pairs = {s: (scored[s], scored[base]) for s in scored if s != base}
         p_points, p_cis = ({}, {})
         if pairs:
-            p_points, p_cis = rly.get_interval_estimates(
-                pairs, metrics.probability_of_improvement, reps=reps, confidence_interval_size=CONFIDENCE,
-                random_state=np.random.RandomState(seed))
+            with seeded(seed):
+                p_points, p_cis = rly.get_interval_estimates(
+                    pairs, metrics.probability_of_improvement, reps=reps, confidence_interval_size=CONFIDENCE)
         for s, v in by_setting.items():
             if s not in scored:
                 continue
@@ -153,7 +165,8 @@ def _plot_profile(report: TaskReport, path: Path, reps: int) -> Path:
     scores = {s.setting: s.scores[:, None] for s in report.settings}
     every = np.concatenate([s.scores for s in report.settings])
     taus = np.linspace(every.min(), every.max(), 51) if every.max() > every.min() else np.array([every.min()])
-    profiles, cis = rly.create_performance_profile(scores, taus, reps=reps)
+    with seeded(0):
+        profiles, cis = rly.create_performance_profile(scores, taus, reps=reps)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     plot_utils.plot_performance_profiles(profiles, taus, performance_profile_cis=cis, ax=ax,
                                          xlabel=r"Return ($\tau$)", ylabel=r"Fraction of runs with return $> \tau$")
@@ -189,8 +202,8 @@ def _plot_curves(task: str, rows: Sequence[Mapping[str, Any]], path: Path, reps:
 
         return np.array([metrics.aggregate_iqm(x[..., i]) for i in range(x.shape[-1])])
 
-    points, cis = rly.get_interval_estimates(scores, iqm_per_step, reps=max(200, reps // 10),
-                                             random_state=np.random.RandomState(seed))
+    with seeded(seed):
+        points, cis = rly.get_interval_estimates(scores, iqm_per_step, reps=max(200, reps // 10))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     plot_utils.plot_sample_efficiency_curve(steps, points, cis, algorithms=list(scores), ax=ax, xlabel="env steps",
                                             ylabel="IQM evaluation return", labelsize="medium",
@@ -209,7 +222,6 @@ def write_report(rows: Sequence[Mapping[str, Any]], out: str | Path, *, metric: 
     import matplotlib
 
     matplotlib.use("Agg")
-    warnings.filterwarnings("ignore", category=FutureWarning, module="arch")  # rliable passes random_state
     reports = aggregate(rows, metric=metric, baseline=baseline, reps=reps, seed=seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
