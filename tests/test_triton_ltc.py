@@ -206,3 +206,45 @@ def test_kernels_compile_for_sm90_without_a_gpu(dtype, monkeypatch, tmp_path):
             compiled = triton.compile(ASTSource(triton_ltc._COMPILED[fn], signature, consts),
                                       target=GPUTarget("cuda", 90, 32), options={"num_warps": tiles.warps})
             assert compiled.asm["cubin"] and "bar.sync" in compiled.asm["ptx"], (fn.__name__, B)
+
+
+def test_model_with_the_triton_kernel_on_cpu_tensors():
+    """With TRITON_INTERPRET=1 anyone can run LTC(..., kernel="triton") on the CPU."""
+    try:
+        ours = LTC(3, wirings.AutoNCP(9, 2), ode_unfolds=2, kernel="triton").double()
+    except ValueError as e:
+        pytest.skip(f"the kernel table has no 'triton' entry yet: {e}")
+    ref = LTC(3, wirings.AutoNCP(9, 2), ode_unfolds=2, kernel="eager").double()
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 4, 3, dtype=torch.float64)
+    ts = torch.rand(3, 4, dtype=torch.float64) + 0.5
+    resets = torch.tensor([[False, True, False, False]] * 3)
+    outs = []
+    for m in (ours, ref):
+        y, h = m(x, timespans=ts, resets=resets)
+        y.square().sum().backward()
+        with torch.no_grad():
+            y_ng, _ = m(x, timespans=ts, resets=resets)
+        outs.append((y.detach(), h.detach(), y_ng, [p.grad.clone() for p in m.parameters()]))
+    for a, b in zip(outs[0][:3], outs[1][:3]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    for a, b in zip(outs[0][3], outs[1][3]):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+
+def test_model_errors_name_what_to_set_or_install(monkeypatch):
+    """kernel="triton" on a CPU tensor without the interpreter, and without Triton at all:
+    one ValueError each, at the first call (the device is known only then)."""
+    import subprocess
+    import sys
+
+    monkeypatch.delenv("TRITON_INTERPRET")
+    m = LTC(3, 6, kernel="triton")
+    with pytest.raises(ValueError, match="set TRITON_INTERPRET=1"):
+        m(torch.randn(2, 3, 3))
+    code = ("import sys; sys.modules['triton'] = None\n"
+            "import torch\nfrom liquid_rl import LTC\n"
+            "try:\n    LTC(3, 6, kernel='triton')(torch.randn(2, 3, 3))\n"
+            "except ValueError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "needs Triton: pip install 'liquid-rl[gpu]'" in out.stdout, out.stdout + out.stderr
