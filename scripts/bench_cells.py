@@ -15,7 +15,8 @@ thread (stable on a shared machine; it equals wall time on an idle core), wall t
 ``--threads`` above 1 (run it on otherwise idle cores: liquid_rl's LTC kernel splits the
 batch over torch's threads) and wall time with synchronisation on CUDA. ``--kernel`` picks liquid_rl's LTC kernels to time
 (default: native and eager; ``compiled`` adds the torch.compile'd step, compilation
-excluded). On CUDA "native" runs as "eager" (the native kernel is CPU only).
+excluded; ``triton`` the fused Triton kernel, on CUDA). On CUDA "native" runs as "eager"
+(the native kernel is CPU only).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def main() -> None:
     p.add_argument("--min-time", type=float, default=2.0, help="seconds of timing per measurement")
     p.add_argument("--skip-unflushed", action="store_true", help="skip ncps without denormal flushing (slow)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--kernel", nargs="+", choices=["native", "eager", "compiled"], default=["native", "eager"],
+    p.add_argument("--kernel", nargs="+", choices=["native", "eager", "compiled", "triton"], default=["native", "eager"],
                    help="liquid_rl LTC kernel(s) to time")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
