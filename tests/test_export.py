@@ -185,7 +185,7 @@ def test_onnx_file_carries_metadata_and_passes_the_checker(runs, tmp_path):
     assert meta["outputs"] == ["action", "next_state"]
     assert meta["state_size"] == agent.model.policy.lstm_actor.state_size
     assert meta["dt"]["unit"] == 1.0 and meta["dt"]["default"] == pytest.approx(0.1)
-    assert meta["observation_space"]["shape"] == [2] and meta["action_space"]["type"] == "Box"
+    assert meta["observation_space"]["shape"] == [3] and meta["action_space"]["type"] == "Box"
     assert len(meta["config_sha256"]) == 64 and meta["liquid_rl_version"]
     assert [i.name for i in model.graph.input] == meta["inputs"]
 
@@ -193,7 +193,7 @@ def test_onnx_file_carries_metadata_and_passes_the_checker(runs, tmp_path):
 def test_dt_input_changes_the_ltc_step_and_zero_means_nominal(runs, tmp_path):
     agent = load_agent(_run(runs, "rppo-ltc-ncp"), device="cpu")
     export_agent(agent, tmp_path / "a.onnx", "onnx")
-    obs = np.array([[0.5, -0.2], [0.1, 0.9]], dtype=np.float32)
+    obs = np.array([[0.5, -0.2, 0.3], [0.1, 0.9, -0.5]], dtype=np.float32)
     results = []
     for dt in (None, 0.0, 0.1, 0.4):
         p = OnnxPolicy(tmp_path / "a.onnx")
@@ -209,7 +209,7 @@ def test_episode_start_zeroes_only_that_envs_state(runs, tmp_path):
     agent = load_agent(_run(runs, "rppo-cfc-no-gate"), device="cpu")
     export_agent(agent, tmp_path / "a.onnx", "onnx")
     p = OnnxPolicy(tmp_path / "a.onnx")
-    obs = np.array([[0.3, -0.4], [0.3, -0.4]], dtype=np.float32)
+    obs = np.array([[0.3, -0.4, 0.8], [0.3, -0.4, 0.8]], dtype=np.float32)
     first = p.act(obs)
     p.act(obs * 2)
     again = p.act(obs, episode_start=np.array([True, False]))
@@ -217,11 +217,3 @@ def test_episode_start_zeroes_only_that_envs_state(runs, tmp_path):
     assert np.max(np.abs(again[1] - first[1])) > 1e-6
     p.reset()
     np.testing.assert_allclose(p.act(obs), first, atol=1e-7)
-
-
-@pytest.mark.parametrize("kind", ["rppo-lstm-contrib", "rppo-ltc-ncp"])
-def test_liquid_s4_and_dict_observations_are_refused_with_one_line(kind, monkeypatch, runs):
-    agent = load_agent(_run(runs, kind), device="cpu")
-    agent.config = {**agent.config, "algo": {**agent.config["algo"], "name": "a3c"}}
-    with pytest.raises(ExportError, match="cannot export algo 'a3c'"):
-        export_agent(agent, "unused.onnx", "onnx")
