@@ -176,3 +176,9 @@ def test_optuna_search_of_three_trials(tmp_path, ray_local):
         assert r["seed"] == 3 and r["status"] in ("finished", "pruned")
         assert 128 <= r["timesteps"] <= 384
     assert len({r["overrides"]["algo.hyperparams.learning_rate"] for r in rows}) == 3
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "benchmarks").glob("*.yaml")), ids=lambda p: p.name)
+def test_benchmark_sweep_files_are_valid(path):
+    spec = load_sweep(path)  # every trial's config validated
+    assert spec.description and (spec.is_search or len(spec.seeds) >= 3)

@@ -219,5 +219,5 @@ def _add_pruned(rows: _Rows, result: Any, out: Path) -> None:
 
 def summary_line(summary: SweepSummary) -> str:
     return (f"liquid-rl: sweep done: {summary['finished']} finished, {summary['pruned']} pruned, "
-            f"{summary['error']} failed in {summary['wall_s']:.0f} s. Trials: {summary['dir']}/{TRIALS_FILE}; "
+            f"{summary['error']} failed in {summary['wall_s']:.0f} s (Ray started in {summary['ray_start_s']:.1f} s). Trials: {summary['dir']}/{TRIALS_FILE}; "
             f"report: liquid-rl report {summary['dir']}")
