@@ -38,7 +38,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from liquid_rl.core import Core, CoreSpec, action_output_size
-from liquid_rl.core_inputs import CoreInputs, check_core_inputs, extra_size, split_observation
+from liquid_rl.core_inputs import CoreInputs, check_core_inputs, extra_size, observation_part, split_observation
 from liquid_rl.wirings import Wiring
 
 LOG_STD_MAX = 2
@@ -229,17 +229,6 @@ class RecurrentCritic(BaseModel):
                 for latent, q_net in zip(latents, self.q_networks)]
 
 
-def _observation_part(space: spaces.Space, n_extra: int) -> spaces.Space:
-    """The env's own observation space inside one that ``PreviousActionReward`` extended
-    by ``n_extra`` numbers (``space`` itself when ``n_extra == 0``)."""
-    if n_extra == 0:
-        return space
-    if not isinstance(space, spaces.Box) or len(space.shape) != 1 or space.shape[0] <= n_extra:
-        raise ValueError(f"core_inputs with a previous action or reward need a flat Box observation longer than "
-                         f"{n_extra} (the env wrapped in PreviousActionReward), got {space}")
-    return spaces.Box(space.low[:-n_extra], space.high[:-n_extra], dtype=space.dtype)  # type: ignore[arg-type]
-
-
 class RecurrentSACPolicy(BasePolicy):
     """Policy of :class:`~liquid_rl.agents.RecurrentSAC`: recurrent actor, recurrent
     twin critics and their target copy, each network with its own core.
@@ -325,7 +314,7 @@ class RecurrentSACPolicy(BasePolicy):
         self.input_embeddings = dict(input_embeddings or {})
         self.embedding_layer_norm = bool(embedding_layer_norm)
         self.n_extra = extra_size(self.core_inputs, action_space)
-        self.obs_space = _observation_part(observation_space, self.n_extra)
+        self.obs_space = observation_part(observation_space, self.n_extra)
         super().__init__(observation_space, action_space, features_extractor_class, features_extractor_kwargs,
                          optimizer_class=optimizer_class, optimizer_kwargs=optimizer_kwargs,
                          squash_output=True, normalize_images=normalize_images)

@@ -31,7 +31,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepR
 from torch import Tensor, nn
 
 __all__ = ["CORE_INPUTS", "EXTRA_INPUTS", "check_core_inputs", "extra_size", "PreviousActionReward",
-           "find_previous_inputs", "split_observation", "CoreInputs", "POMDP_BASELINES_EMBEDDINGS"]
+           "find_previous_inputs", "observation_part", "split_observation", "CoreInputs", "POMDP_BASELINES_EMBEDDINGS"]
 
 CORE_INPUTS = ("obs", "prev_action", "prev_reward")
 EXTRA_INPUTS = ("prev_action", "prev_reward")
@@ -148,6 +148,17 @@ def find_previous_inputs(venv: VecEnv | None) -> PreviousActionReward | None:
             return venv
         venv = getattr(venv, "venv", None)
     return None
+
+
+def observation_part(space: spaces.Space, n_extra: int) -> spaces.Space:
+    """The env's own observation space inside one that ``PreviousActionReward`` extended
+    by ``n_extra`` numbers (``space`` itself when ``n_extra == 0``)."""
+    if n_extra == 0:
+        return space
+    if not isinstance(space, spaces.Box) or len(space.shape) != 1 or space.shape[0] <= n_extra:
+        raise ValueError(f"core_inputs with a previous action or reward need a flat Box observation longer than "
+                         f"{n_extra} (the env wrapped in PreviousActionReward), got {space}")
+    return spaces.Box(space.low[:-n_extra], space.high[:-n_extra], dtype=space.dtype)  # type: ignore[arg-type]
 
 
 def split_observation(obs: Tensor, n_extra: int) -> tuple[Tensor, Tensor]:

@@ -35,6 +35,8 @@ from torch import Tensor, nn
 
 from liquid_rl.conv import NCPConvExtractor
 from liquid_rl.core import Core, CoreSpec, action_output_size, check_cell, check_units, check_wiring
+from liquid_rl.core_inputs import CoreInputs, action_input_size, check_core_inputs, extra_size, observation_part, \
+    split_observation
 from liquid_rl.wirings import Wiring
 
 __all__ = [
@@ -160,6 +162,9 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
         dt_key: str | None = "dt",
         dt_unit: float = 1.0,
         step_time: float = 1.0,
+        core_inputs: tuple[str, ...] | list[str] = ("obs",),
+        input_embeddings: dict[str, int] | None = None,
+        embedding_layer_norm: bool = False,
         **cell_options: Any,
     ) -> None:
         for key, instead in _LSTM_ONLY.items():
@@ -176,6 +181,14 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
         if not float(dt_unit) > 0:
             raise ValueError(f"dt_unit must be > 0 (elapsed time of one cell step), got {dt_unit!r}")
         self._check_observation_space(observation_space, dt_key, normalize_images)
+        self.core_inputs = check_core_inputs(core_inputs)
+        self.input_embeddings = dict(input_embeddings or {})
+        self.embedding_layer_norm = bool(embedding_layer_norm)
+        self.n_extra = extra_size(self.core_inputs, action_space)
+        if self.n_extra and isinstance(observation_space, spaces.Dict):
+            raise ValueError(f"core_inputs {list(self.core_inputs)} take a flat Box observation "
+                             "(PreviousActionReward), not a Dict")
+        self.obs_space = observation_part(observation_space, self.n_extra)
         self.core_spec = CoreSpec.create(cell, units, wiring, output_size, cell_options,
                                          action_output_size(action_space), step_time)
         self.cell, self.units, self.wiring = cell, int(units), wiring
@@ -198,9 +211,12 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
         self.lstm_kwargs: dict[str, Any] = {}
         self.shared_lstm = shared_lstm
         self.enable_critic_lstm = enable_critic_lstm
+        self.inputs_pi = self._make_inputs()
+        self.inputs_vf = self._make_inputs()
         self.lstm_actor = self._make_core()
         self.lstm_critic = self._make_core() if enable_critic_lstm else None
-        self.critic = None if (shared_lstm or enable_critic_lstm) else nn.Linear(self.features_dim, self.output_size)
+        self.critic = (None if (shared_lstm or enable_critic_lstm)
+                       else nn.Linear(self.inputs_vf.output_size, self.output_size))
         # For predict(): the shape of one env's (h, c) entries.
         self.lstm_hidden_state_shape = (1, 1, self.lstm_actor.hidden_size)
         # The optimizer built by ActorCriticPolicy does not know the cores: rebuild it.
@@ -217,12 +233,19 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
             raise ValueError(f"{type(self).__name__} cannot take the observation space {observation_space}; "
                              "it takes Box, Discrete, MultiDiscrete or MultiBinary (Dict: MultiInputLiquidRecurrentPolicy)")
 
+    def _make_inputs(self) -> CoreInputs:
+        """What a core reads: the features, and the previous action and reward if asked."""
+        action_size = action_input_size(self.action_space) if "prev_action" in self.core_inputs else 0
+        return CoreInputs(self.core_inputs, self.features_dim, action_size, self.input_embeddings,
+                          self.embedding_layer_norm).to(self.device)
+
     def _make_core(self) -> CoreAsLSTM:
-        return CoreAsLSTM(self.core_spec.build(self.features_dim)).to(self.device)
+        return CoreAsLSTM(self.core_spec.build(self.inputs_pi.output_size)).to(self.device)
 
     def make_features_extractor(self) -> BaseFeaturesExtractor:
-        """The features extractor sees the observation without its elapsed-time entry."""
-        space = self.observation_space
+        """The features extractor sees the observation without its elapsed-time entry
+        and without the previous action and reward (those join after it)."""
+        space = self.obs_space
         if self._dt_in_obs:
             assert isinstance(space, spaces.Dict)
             space = spaces.Dict({k: v for k, v in space.spaces.items() if k != self.dt_key})
@@ -233,7 +256,9 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
         data.update(cell=self.cell, units=self.units, wiring=self.wiring, output_size=self.output_size,
                     net_arch=self.net_arch, shared_lstm=self.shared_lstm,
                     enable_critic_lstm=self.enable_critic_lstm, dt_key=self.dt_key, dt_unit=self.dt_unit,
-                    step_time=self.step_time, **self.cell_options)
+                    step_time=self.step_time, core_inputs=self.core_inputs,
+                    input_embeddings=self.input_embeddings, embedding_layer_norm=self.embedding_layer_norm,
+                    **self.cell_options)
         return data
 
     # --- sequences -------------------------------------------------------------------
@@ -290,11 +315,19 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
         assert self.critic is not None
         return self.critic(features), (states if states_pi is None else states_pi)
 
+    def _core_features(self, obs: PyTorchObs, extractor: BaseFeaturesExtractor, inputs: CoreInputs) -> Tensor:
+        """The core's input per sample (N, I): features of the observation part, joined
+        with the previous action and reward where ``core_inputs`` has them."""
+        if not self.n_extra:
+            features = BaseModel.extract_features(self, obs, extractor)
+            return inputs(features, features[..., :0])
+        assert isinstance(obs, Tensor)
+        obs_part, extra = split_observation(obs, self.n_extra)
+        return inputs(BaseModel.extract_features(self, obs_part, extractor), extra)
+
     def _split_features(self, obs: PyTorchObs) -> tuple[Tensor, Tensor]:
-        features = self.extract_features(obs)
-        if self.share_features_extractor:
-            return features, features  # type: ignore[return-value]
-        return features  # type: ignore[return-value]
+        return (self._core_features(obs, self.pi_features_extractor, self.inputs_pi),
+                self._core_features(obs, self.vf_features_extractor, self.inputs_vf))
 
     # --- SB3 entry points ------------------------------------------------------------
     def forward(self, obs: PyTorchObs, lstm_states: RNNStates, episode_starts: Tensor,
@@ -314,13 +347,13 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
 
     def get_distribution(self, obs: PyTorchObs, lstm_states: LSTMState,  # type: ignore[override]
                          episode_starts: Tensor) -> tuple[Distribution, LSTMState]:
-        features = BaseModel.extract_features(self, obs, self.pi_features_extractor)
+        features = self._core_features(obs, self.pi_features_extractor, self.inputs_pi)
         latent_pi, states = self._latent_pi(features, lstm_states, episode_starts, self._timespans(obs))
         return self._get_action_dist_from_latent(self.mlp_extractor.forward_actor(latent_pi)), states
 
     def predict_values(self, obs: PyTorchObs, lstm_states: LSTMState,  # type: ignore[override]
                        episode_starts: Tensor) -> Tensor:
-        features = BaseModel.extract_features(self, obs, self.vf_features_extractor)
+        features = self._core_features(obs, self.vf_features_extractor, self.inputs_vf)
         latent_vf, _ = self._latent_vf(features, lstm_states, episode_starts, self._timespans(obs))
         return self.value_net(self.mlp_extractor.forward_critic(latent_vf))
 

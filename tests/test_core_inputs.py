@@ -11,6 +11,7 @@ from gymnasium import spaces
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sb3_contrib import RecurrentPPO
+from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 
 import liquid_rl.envs  # noqa: F401  (registers the environments)
@@ -152,3 +153,53 @@ def test_recurrent_sac_refuses_an_env_without_the_wrapper():
     venv = make_vec_env("liquid_rl/PendulumNoVel-v1", n_envs=1)
     with pytest.raises(ValueError, match="need the env wrapped in"):
         RecurrentSAC("MlpPolicy", venv, policy_kwargs=dict(core_inputs=ALL), device="cpu")
+
+
+def test_recurrent_ppo_with_previous_inputs_rolls_out_and_replays_the_same_log_probs():
+    """RecurrentPPO stores the wrapped observations, so training minibatches replay the
+    inputs of the rollout: evaluate_actions gives back the rollout's log-probabilities
+    (3 episode boundaries per env in 16 steps)."""
+    venv = short_pendulum(n_envs=2, steps=5)
+    model = RecurrentPPO(LiquidRecurrentPolicy, venv, n_steps=16, batch_size=32, n_epochs=1, seed=0, device="cpu",
+                         policy_kwargs=dict(cell="cfc", units=6, core_inputs=ALL,
+                                            input_embeddings={"prev_reward": 4}, embedding_layer_norm=True))
+    policy = model.policy
+    assert policy.lstm_actor.input_size == 3 + 1 + 4 and policy.features_extractor.features_dim == 3
+    model._setup_learn(32, None)
+    callback = CallbackList([])
+    callback.init_callback(model)
+    model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
+    data = next(iter(model.rollout_buffer.get(32)))
+    mask = data.mask > 1e-8
+    _, log_prob, _ = policy.evaluate_actions(data.observations, data.actions, data.lstm_states, data.episode_starts)
+    th.testing.assert_close(log_prob[mask].detach(), data.old_log_prob[mask], atol=1e-5, rtol=1e-5)
+    obs = data.observations.reshape(-1, 5)
+    starts = data.episode_starts.reshape(-1) > 0.5
+    assert th.all(obs[starts & mask.reshape(-1), 3:] == 0)  # zeros at episode starts reach the policy
+
+
+def test_recurrent_ppo_policy_save_and_load_keep_core_inputs(tmp_path):
+    venv = short_pendulum(n_envs=1, steps=5)
+    model = RecurrentPPO(LiquidRecurrentPolicy, venv, n_steps=8, batch_size=8, seed=0, device="cpu",
+                         policy_kwargs=dict(cell="ltc", units=5, core_inputs=["obs", "prev_reward"],
+                                            input_embeddings={"obs": 4}))
+    model.save(tmp_path / "ppo.zip")
+    loaded = RecurrentPPO.load(tmp_path / "ppo.zip", device="cpu")
+    assert loaded.policy.core_inputs == ("obs", "prev_reward") and loaded.policy.n_extra == 1
+    for a, b in zip(model.policy.state_dict().values(), loaded.policy.state_dict().values()):
+        th.testing.assert_close(a, b)
+
+
+def test_hidden_target_env():
+    env = HiddenTargetEnv(dims=2, episode_steps=4)
+    obs, _ = env.reset(seed=3)
+    target = env._target.copy()
+    assert obs.tolist() == [0.0] and np.all(np.abs(target) <= 1)
+    _, r, terminated, truncated, info = env.step(target)
+    assert r == 0.0 and not terminated and not truncated
+    for _ in range(3):
+        obs, r, terminated, truncated, _ = env.step(np.zeros(2))
+    assert truncated and obs.tolist() == [1.0] and r == pytest.approx(-np.mean(np.abs(target)))
+    assert gym.spec("liquid_rl/HiddenTarget-v0") is not None
+    with pytest.raises(ValueError, match="dims must be a positive integer"):
+        HiddenTargetEnv(dims=0)
