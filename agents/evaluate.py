@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,7 @@ def evaluate(source: Any, episodes: int = 10, deterministic: bool = True, video:
         json_path: write the results there as JSON.
         seed: seed of the evaluation envs (the same seed gives the same episodes).
         device: torch device.
-        progress: show a progress bar over episodes.
+        progress: show a progress bar over episodes (on a terminal only).
         perturb: wraps the raw env (a perturbation of ``liquid_rl.envs.wrappers``).
         backend: "torch" (``model.predict``) or "onnx" (the actor exported to ONNX, run by
             onnxruntime on the raw env; deterministic only).
@@ -170,7 +171,7 @@ def evaluate(source: Any, episodes: int = 10, deterministic: bool = True, video:
         venv = agent.make_env(**env_kwargs)
     frames: list[np.ndarray] | None = [] if video is not None else None
     bar = None
-    if progress:
+    if progress and sys.stderr.isatty():  # in a log file a bar would share a line with the results
         from tqdm.auto import tqdm
 
         bar = tqdm(total=episodes, desc="evaluating", unit="episode", leave=False)

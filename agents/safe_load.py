@@ -47,6 +47,7 @@ __all__ = [
     "load_agent",
     "save_agent",
     "resolve_model_path",
+    "MODEL_CHOICES",
     "read_metadata",
     "space_to_json",
     "space_from_json",
@@ -109,20 +110,37 @@ class _SpacesEnv(gym.Env):
         raise RuntimeError("this agent was loaded without an environment; use agent.make_env()")
 
 
-def resolve_model_path(path: str | Path) -> Path:
+#: Which model of a run directory ``--model`` picks.
+MODEL_CHOICES = ("final", "best", "checkpoint")
+
+
+def resolve_model_path(path: str | Path, model: str | None = None) -> Path:
     """A model file, or the model of a run directory: ``final/model.zip``, else the latest
-    checkpoint, else ``best/model.zip``.
+    checkpoint, else ``best/model.zip``; ``model`` ("final", "best", "checkpoint": the
+    latest) asks for one of them.
 
     Raises:
-        UserError: no such file or directory, or a run directory without a model.
+        UserError: no such file or directory, a run directory without a model (or
+            without the one asked for), or ``model`` given with a model file.
     """
     p = Path(path)
+    if model is not None and model not in MODEL_CHOICES:
+        raise UserError(f"--model must be one of {', '.join(MODEL_CHOICES)}, got {model!r}")
     if p.is_file():
+        if model is not None:
+            raise UserError(f"--model {model} picks a model of a run directory; {p} is a model file")
         return p
     if not p.exists():
         raise UserError(f"no such model file or run directory: {p}")
     if not p.is_dir():
         raise UserError(f"not a model file or run directory: {p}")
+    if model is not None:
+        ckpt = latest_checkpoint(p) if model == "checkpoint" else None
+        chosen = {"final": p / FINAL_MODEL, "best": p / BEST_MODEL}.get(model, ckpt.model_path if ckpt else None)
+        if chosen is None or not chosen.is_file():
+            where = "checkpoints/" if model == "checkpoint" else (FINAL_MODEL if model == "final" else BEST_MODEL)
+            raise UserError(f"run directory {p} has no {model} model (nothing in {where})")
+        return chosen
     final = p / FINAL_MODEL
     if final.is_file():
         return final
@@ -170,7 +188,7 @@ def _check_finite(params: dict[str, Any], source: Path) -> None:
 
 
 def load_agent(path: str | Path, device: str = "auto", env: VecEnv | None = None,
-               keep_buffer: bool = False) -> Agent:
+               keep_buffer: bool = False, model: str | None = None) -> Agent:
     """Load a model saved by liquid-rl, running no code from the file.
 
     Args:
@@ -179,12 +197,14 @@ def load_agent(path: str | Path, device: str = "auto", env: VecEnv | None = None
         env: the env to attach (its spaces must match the model's); default: none, the
             model is built on its saved spaces (use :meth:`Agent.make_env` to act).
         keep_buffer: allocate the full replay buffer (off-policy, for resuming training).
+        model: with a run directory, "final", "best" or "checkpoint" (the latest); default
+            the first that exists in that order.
 
     Raises:
         UserError: missing, corrupt or foreign file; tensors that are not plain tensors;
             parameters that do not fit the policy of the saved config.
     """
-    source = resolve_model_path(path)
+    source = resolve_model_path(path, model)
     meta = read_metadata(source)
     try:
         saved = dict(meta["config"])

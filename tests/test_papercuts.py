@@ -94,3 +94,54 @@ def test_quiet_mujoco_keeps_other_mujoco_warnings():
             handler("Nan, Inf or huge value in QACC at DOF 0")
     finally:
         mujoco.set_mju_user_warning(previous)
+
+
+# --- eval / inspect --model best|final|checkpoint (item 5) --------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("run") / "r"
+    out = cli("train", "--config", "configs/cartpole_novel_mlp.yaml", "--set", "train.total_timesteps=2048",
+              "--set", "train.eval_every=1024", "--set", "train.eval_episodes=1", "--set", "train.checkpoint_every=1024",
+              "--out", str(run), "--no-progress")
+    assert out.returncode == 0, out.stderr
+    return run
+
+
+def test_eval_model_picks_best_final_or_latest_checkpoint(small_run):
+    from liquid_rl.agents.checkpoints import latest_checkpoint
+
+    import json
+
+    for which, expected in (("best", small_run / "best" / "model.zip"), ("final", small_run / "final" / "model.zip"),
+                            ("checkpoint", latest_checkpoint(small_run).model_path)):
+        out = cli("eval", str(small_run), "--model", which, "--episodes", "1")
+        assert out.returncode == 0, out.stderr
+        assert f"of {expected}" in out.stdout.splitlines()[0]
+        result = json.loads((small_run / f"eval_{which}.json").read_text())
+        assert Path(result["model"]) == expected
+    assert not (small_run / "eval.json").exists()  # the default results file is left alone
+
+
+def test_model_flag_errors_are_one_line(small_run, tmp_path):
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(small_run, bare)
+    shutil.rmtree(bare / "best")
+    for command in ("eval", "inspect"):
+        out = cli(command, str(bare), "--model", "best")
+        assert out.returncode == 2 and out.stdout == ""
+        assert out.stderr.strip() == f"liquid-rl: error: run directory {bare} has no best model (nothing in best/model.zip)"
+    out = cli("eval", str(small_run / "final" / "model.zip"), "--model", "final")
+    assert out.returncode == 2
+    assert "--model final picks a model of a run directory" in out.stderr
+    out = cli("eval", str(small_run), "--model", "latest")
+    assert out.returncode == 2 and "invalid choice: 'latest'" in out.stderr
+
+
+def test_model_choices_are_the_loaders():
+    from liquid_rl.agents.safe_load import MODEL_CHOICES
+    from liquid_rl.cli.args import MODELS
+
+    assert tuple(MODELS) == MODEL_CHOICES

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["UsageError", "positive_int", "non_negative_float", "seed", "DEVICES"]
+__all__ = ["UsageError", "positive_int", "non_negative_float", "seed", "DEVICES", "MODELS", "MODEL_HELP"]
 
 DEVICES = ["auto", "cpu", "cuda"]
+#: ``--model`` of eval and inspect (``liquid_rl.agents.safe_load.MODEL_CHOICES``).
+MODELS = ["final", "best", "checkpoint"]
+MODEL_HELP = ("which model of a run directory: final, best (by periodic evaluation) or checkpoint (the latest); "
+              "default the first that exists of final, checkpoint, best")
 
 
 class UsageError(Exception):

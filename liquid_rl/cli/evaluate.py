@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from liquid_rl.cli.args import DEVICES, non_negative_float, positive_int, seed
+from liquid_rl.cli.args import DEVICES, MODEL_HELP, MODELS, non_negative_float, positive_int, seed
 
 HELP = "evaluate a run or model file"
 
@@ -15,6 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Run episodes with a trained agent; print and save mean and std of "
                                    "return and episode length.")
     e.add_argument("source", metavar="RUN_OR_MODEL", help="run directory or model .zip")
+    e.add_argument("--model", choices=MODELS, help=MODEL_HELP)
     e.add_argument("--episodes", type=positive_int, default=10, help="number of episodes (default 10)")
     e.add_argument("--deterministic", action="store_true", help="act with the mode of the action distribution")
     e.add_argument("--video", metavar="FILE.mp4", help="record the first episode (.mp4 or .gif)")
@@ -28,11 +29,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="torch: model.predict; onnx: the exported actor in onnxruntime (with --deterministic)")
 
 
-def _default_json(source: str, noise: float) -> Path:
+def _default_json(source: str, noise: float, model: str | None = None) -> Path:
     from liquid_rl.agents.safe_load import resolve_model_path
 
     p = Path(source)
-    name = "eval.json" if noise == 0 else f"eval_noise{noise:g}.json"
+    name = "eval" + (f"_{model}" if model else "") + (f"_noise{noise:g}" if noise else "") + ".json"
     if p.is_dir():
         return p / name
     model = resolve_model_path(p)
@@ -50,9 +51,9 @@ def run(args: argparse.Namespace) -> int:
     if args.video:
         check_output_file(args.video, "--video")
     # Load (and so check) the model before choosing where to write.
-    agent = load_agent(args.source, device=args.device)
+    agent = load_agent(args.source, device=args.device, model=args.model)
     apply_threads(agent.config)
-    json_path = Path(args.json) if args.json else _default_json(args.source, args.noise)
+    json_path = Path(args.json) if args.json else _default_json(args.source, args.noise, args.model)
     if args.backend != "torch" and not args.json:
         json_path = json_path.with_name(f"{json_path.stem}_{args.backend}.json")
     result = evaluate(agent, episodes=args.episodes, deterministic=args.deterministic, video=args.video,
