@@ -248,3 +248,49 @@ def test_model_errors_name_what_to_set_or_install(monkeypatch):
             "except ValueError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "needs Triton: pip install 'liquid-rl[gpu]'" in out.stdout, out.stdout + out.stderr
+
+
+SYNC_POINTS = ("item", "tolist", "numpy", "cpu", "nonzero", "__bool__", "__float__", "__int__", "__index__")
+
+
+def test_training_pass_and_rollout_read_no_tensor_value_on_the_host(monkeypatch):
+    """CPU stand-in for the CUDA synchronisation test (test_triton_cuda.py): with
+    kernel="triton", a training pass and a no-grad rollout step call none of the Tensor
+    methods that copy a value to the host, outside the kernel launches themselves (which
+    the interpreter runs in numpy; compiled, they are asynchronous launches)."""
+    m = LTC(5, wirings.AutoNCP(12, 2), ode_unfolds=2, kernel="triton", flush_denormal=False)
+    x, ts = torch.randn(2, 3, 5), torch.rand(2, 3)
+    resets = torch.rand(2, 3) < 0.3
+    m(x, timespans=ts, resets=resets)[0].sum().backward()      # warm-up (lazy initialisation)
+    inside = [False]
+    real = triton_ltc._kernel
+
+    def launcher(fn, device):
+        grid_fn = real(fn, device)
+
+        def launch(grid):
+            def run(*args, **kwargs):
+                inside[0] = True
+                try:
+                    return grid_fn[grid](*args, **kwargs)
+                finally:
+                    inside[0] = False
+            return run
+        return type("Launch", (), {"__getitem__": lambda self, grid: launch(grid)})()
+
+    monkeypatch.setattr(triton_ltc, "_kernel", launcher)
+    calls: list[str] = []
+    for method in SYNC_POINTS:
+        original = getattr(torch.Tensor, method)
+
+        def spy(self, *args, _name=method, _original=original, **kwargs):
+            if not inside[0]:
+                calls.append(_name)
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, method, spy)
+    y, _ = m(x, timespans=ts, resets=resets)
+    y.square().sum().backward()
+    with torch.no_grad():
+        m(x[:, :1], timespans=ts[:, :1])
+    monkeypatch.undo()
+    assert calls == [], f"host reads around the Triton kernel: {sorted(set(calls))}"
