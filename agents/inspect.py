@@ -20,7 +20,7 @@ from liquid_rl.agents.errors import UserError
 from liquid_rl.agents.plots import plot_activity
 from liquid_rl.agents.safe_load import Agent, load_agent
 
-__all__ = ["inspect_agent"]
+__all__ = ["inspect_agent", "neuron_labels"]
 
 
 def inspect_agent(source: Any, out_dir: str | Path | None = None, seed: int = 0, deterministic: bool = True,
@@ -84,8 +84,7 @@ def inspect_agent(source: Any, out_dir: str | Path | None = None, seed: int = 0,
     core = recorder.cores[acting]
     neurons = core_neurons(core, torch.as_tensor(np.stack(states))).numpy()
     wiring = core_wiring(core)
-    labels = [wiring.get_type_of_neuron(i) for i in range(neurons.shape[1])] if wiring is not None \
-        else _default_labels(core, neurons.shape[1])
+    labels = neuron_labels(core, wiring, neurons.shape[1])
     cfg = agent.config
     title = f"{cfg['env']['id']} · {cfg['policy']['cell'] or cfg['policy']['type']} · {core_label(acting)} neurons"
     dt = _env_dt(agent)
@@ -99,12 +98,18 @@ def inspect_agent(source: Any, out_dir: str | Path | None = None, seed: int = 0,
     return result
 
 
-def _default_labels(core: Any, n: int) -> list[str]:
-    """Without a wiring: the core's outputs are its first ``output_size`` neurons."""
-    motor = int(getattr(core, "output_size", 0) or 0)
-    if motor >= n:
-        return ["neuron"] * n
-    return ["motor" if i < motor else "inter" for i in range(n)]
+def neuron_labels(core: Any, wiring: Any, n: int) -> list[str]:
+    """The type of each of the ``n`` neurons ("motor", "command", "inter"), or "neuron"
+    for all when they are all of one type (a fully connected LTC reads out every neuron).
+
+    Without a wiring the core's outputs are its first ``output_size`` neurons.
+    """
+    if wiring is not None:
+        labels = [wiring.get_type_of_neuron(i) for i in range(n)]
+    else:
+        motor = int(getattr(core, "output_size", 0) or 0)
+        labels = ["motor" if i < motor else "inter" for i in range(n)]
+    return ["neuron"] * n if len(set(labels)) == 1 else labels
 
 
 def _env_dt(agent: Any) -> float | None:

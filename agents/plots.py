@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["read_episodes", "read_evaluations", "plot_learning_curve", "plot_activity"]
+__all__ = ["read_episodes", "read_evaluations", "plot_learning_curve", "plot_activity", "CURVE_NOTE"]
 
 
 def _plt() -> Any:
@@ -59,9 +59,16 @@ def _smooth(y: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
+#: Why training returns sit below the evaluation line (a user would think training failed).
+CURVE_NOTE = ("Training episodes sample exploratory actions and end early when the agent fails (e.g. the car "
+              "leaves the road), so their returns lie far below the evaluation, which acts with the mode of the "
+              "policy (unless train.eval_deterministic is false) over whole episodes.")
+
+
 def plot_learning_curve(run_dir: str | Path, path: str | Path | None = None, title: str | None = None) -> Path:
     """Training episode returns (and their moving average) and periodic evaluations
-    (mean +- std) against env steps, from ``episodes.csv`` and ``evaluations.json``."""
+    (mean +- std) against env steps, from ``episodes.csv`` and ``evaluations.json``; with
+    both, a caption (``CURVE_NOTE``) says why the two differ."""
     run = Path(run_dir)
     plt = _plt()
     episodes = read_episodes(run / "episodes.csv")
@@ -85,7 +92,9 @@ def plot_learning_curve(run_dir: str | Path, path: str | Path | None = None, tit
     ax.grid(alpha=0.3)
     if len(episodes) or evals:
         ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
+    if len(episodes) and evals:
+        fig.text(0.01, 0.01, CURVE_NOTE, fontsize=7, color="dimgray", ha="left", va="bottom", wrap=True)
+    fig.tight_layout(rect=(0, 0.07 if len(episodes) and evals else 0, 1, 1))
     out = Path(path) if path is not None else run / "learning_curve.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
@@ -105,7 +114,7 @@ def plot_activity(states: np.ndarray, labels: Sequence[str], out_dir: str | Path
         dt: seconds per step (for the time axis), or None for steps.
 
     The traces show the motor and command neurons (all neurons when there are no such
-    types, at most 12).
+    types), at most 12; the title says how many of how many.
     """
     plt = _plt()
     out = Path(out_dir)
@@ -129,8 +138,9 @@ def plot_activity(states: np.ndarray, labels: Sequence[str], out_dir: str | Path
     fig.savefig(heatmap, dpi=110)
     plt.close(fig)
 
-    chosen = [i for i in order if labels[i] in ("motor", "command")] or order
-    chosen = chosen[:12]
+    candidates = [i for i in order if labels[i] in ("motor", "command")] or order
+    chosen = candidates[:12]
+    shown = f" ({len(chosen)} of {len(candidates)} shown)" if len(candidates) > len(chosen) else ""
     fig, axes = plt.subplots(len(chosen), 1, figsize=(9, 1.1 * len(chosen) + 1.0), sharex=True, squeeze=False)
     colours = {"motor": "tab:orange", "command": "tab:purple", "inter": "tab:blue"}
     for ax, i in zip(axes[:, 0], chosen):
@@ -138,7 +148,8 @@ def plot_activity(states: np.ndarray, labels: Sequence[str], out_dir: str | Path
         ax.set_ylabel(f"{labels[i]}\n{i}", fontsize=7, rotation=0, ha="right", va="center")
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel(xlabel)
-    axes[0, 0].set_title(title or "motor and command neurons")
+    what = "motor and command neurons" if labels[chosen[0]] in ("motor", "command") else "neurons"
+    axes[0, 0].set_title((f"{title} · {what}" if title else what) + shown)
     fig.tight_layout()
     traces = out / "activity_traces.png"
     fig.savefig(traces, dpi=110)
