@@ -190,9 +190,10 @@ def policy_label(config: dict[str, Any]) -> str:
     return "-".join(str(x) for x in (config["algo"]["name"], pol.get("type"), pol.get("cell")) if x)
 
 
-def _row(run: str, policy: str, kind: str, level: float, returns: Sequence[float], seed: int) -> dict[str, Any]:
+def _row(run: str, policy: str, key: str, kind: str, level: float, returns: Sequence[float],
+         seed: int) -> dict[str, Any]:
     lo, hi = bootstrap_interval(returns, seed=seed)
-    return {"run": run, "policy": policy, "perturbation": kind, "level": float(level),
+    return {"run": run, "policy": policy, "config_key": key, "perturbation": kind, "level": float(level),
             "mean_return": float(np.mean(returns)), "ci_low": lo, "ci_high": hi, "episodes": len(returns),
             "returns": [float(x) for x in returns]}
 
@@ -211,7 +212,7 @@ def sweep(agents: Sequence[tuple[str, Agent]], perturbations: Sequence[Perturbat
     scales = {name: check_applies(agent, name, perturbations) for name, agent in agents}
     rows: list[dict[str, Any]] = []
     for name, agent in agents:
-        label = f"{policy_label(agent.config)} [{policy_key(agent.config)}]"
+        label, key = policy_label(agent.config), policy_key(agent.config)
         plain: list[float] | None = None
         for p in perturbations:
             for level in p.levels:
@@ -223,7 +224,7 @@ def sweep(agents: Sequence[tuple[str, Agent]], perturbations: Sequence[Perturbat
                     returns = result["returns"]
                     if level == 0:
                         plain = returns
-                row = _row(name, label, p.kind, level, returns, seed)
+                row = _row(name, label, key, p.kind, level, returns, seed)
                 rows.append(row)
                 if on_row is not None:
                     on_row(row)
@@ -231,14 +232,23 @@ def sweep(agents: Sequence[tuple[str, Agent]], perturbations: Sequence[Perturbat
 
 
 def pool(rows: Sequence[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
-    """Rows of the same policy, perturbation and level merged (their episodes pooled)."""
+    """Rows of the same config (up to the seed), perturbation and level merged (episodes pooled).
+
+    Configs with the same label get their key appended to it, so that the plot tells them apart.
+    """
     groups: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
     for r in rows:
-        groups.setdefault((r["policy"], r["perturbation"], r["level"]), []).append(r)
+        groups.setdefault((r["config_key"], r["perturbation"], r["level"]), []).append(r)
+    labels: dict[str, set[str]] = {}
+    for r in rows:
+        labels.setdefault(r["policy"], set()).add(r["config_key"])
     out = []
-    for (policy, kind, level), group in groups.items():
+    for (key, kind, level), group in groups.items():
         returns = [x for r in group for x in r["returns"]]
-        row = _row(",".join(r["run"] for r in group), policy, kind, level, returns, seed)
+        policy = group[0]["policy"]
+        if len(labels[policy]) > 1:
+            policy = f"{policy} [{key}]"
+        row = _row(",".join(r["run"] for r in group), policy, key, kind, level, returns, seed)
         row["runs"] = len(group)
         out.append(row)
     return out
@@ -266,8 +276,9 @@ def plot_robustness(pooled: Sequence[dict[str, Any]], path: str | Path) -> Path:
         ax.set_xlabel(f"level ({KINDS[kind].unit})")
         ax.set_ylabel("mean return (95% CI)")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=6, loc="best")
-    fig.tight_layout()
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.06 * max(1, len(names) // 2 + 1), 1, 1))
+    fig.legend(handles, names, loc="lower center", ncol=2, fontsize=7, frameon=False)
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(p, dpi=110)

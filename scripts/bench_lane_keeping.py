@@ -1,0 +1,104 @@
+"""Lane-keeping robustness comparison: train NCP, LSTM, CfC and MLP/CNN, then sweep perturbations.
+
+Trains the configs in order with ``liquid-rl train`` (one process at a time), evaluates
+each finished run with ``liquid-rl robustness`` and appends one line per run to the
+results file; finished runs are skipped on a rerun (an interrupted training resumes).
+Then the rows of all finished runs of an env are pooled per config into
+``<results dir>/lane_keeping_robustness_<env>.{json,png}``.
+
+Order: the state env first (every config with seed 0, then seeds 1, 2), pixels after.
+
+    nice -n 15 python scripts/bench_lane_keeping.py --runs runs/lane_keeping \\
+        --results docs/results/lane_keeping_robustness.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: env tag -> (configs in order, perturbations)
+SUITES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "state": (
+        ("lane_keeping_ncp", "lane_keeping_lstm", "lane_keeping_cfc", "lane_keeping_mlp"),
+        ("noise=0,0.05,0.1,0.2,0.4", "dropout=0,0.1,0.2,0.4", "delay=0,1,2,4", "control_rate=-0.5,0,0.5,1"),
+    ),
+    "pixels": (
+        ("lane_keeping_pixels_ncp", "lane_keeping_pixels_lstm", "lane_keeping_pixels_cnn"),
+        ("noise=0,0.05,0.1,0.2", "delay=0,1,2,4", "control_rate=-0.5,0,0.5,1", "brightness=-0.5,0,0.5,1",
+         "occlusion=0,0.1,0.25", "blur=0,0.5,1,2"),
+    ),
+}
+
+
+def _cli(*args: str) -> None:
+    cmd = [sys.executable, "-m", "liquid_rl.cli", *args]
+    print("+", " ".join(cmd[2:]), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def _finished(results: Path) -> set[tuple[str, int]]:
+    if not results.is_file():
+        return set()
+    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    return {(r["config"], int(r["seed"])) for r in rows}
+
+
+def _pool(results: Path, env: str) -> None:
+    from liquid_rl.agents.robustness import write_robustness
+
+    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    runs = [r for r in rows if r["env"] == env]
+    if not runs:
+        return
+    out = results.parent / f"lane_keeping_robustness_{env}"
+    settings = {"episodes": runs[0]["episodes"], "seed": 0, "deterministic": True,
+                "runs": [f"{r['config']}@{r['seed']}" for r in runs]}
+    write_robustness([row for r in runs for row in r["rows"]], out, settings)
+    print(f"pooled {len(runs)} runs -> {out}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", default="runs/lane_keeping", help="directory of the training runs")
+    p.add_argument("--results", default="docs/results/lane_keeping_robustness.jsonl")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--envs", nargs="+", choices=list(SUITES), default=list(SUITES))
+    p.add_argument("--timesteps", type=int, default=150_000, help="training budget of every run")
+    p.add_argument("--episodes", type=int, default=10, help="evaluation episodes per level")
+    args = p.parse_args(argv)
+    runs, results = ROOT / args.runs, ROOT / args.results
+    results.parent.mkdir(parents=True, exist_ok=True)
+    for env in args.envs:
+        configs, perturb = SUITES[env]
+        for seed in args.seeds:
+            for config in configs:
+                if (config, seed) in _finished(results):
+                    continue
+                run = runs / f"{config}_s{seed}"
+                if (run / "final" / "model.zip").is_file():
+                    pass
+                elif run.is_dir():
+                    _cli("train", "--resume", str(run))
+                else:
+                    _cli("train", "--config", str(ROOT / "configs" / f"{config}.yaml"), "--seed", str(seed),
+                         "--set", f"train.total_timesteps={args.timesteps}", "--out", str(run))
+                out = run / "robustness"
+                _cli("robustness", str(run), *[a for x in perturb for a in ("--perturb", x)],
+                     "--episodes", str(args.episodes), "--out", str(out))
+                data = json.loads((out / "robustness.json").read_text())
+                line = {"env": env, "config": config, "seed": seed, "timesteps": args.timesteps,
+                        "episodes": args.episodes, "rows": data["rows"]}
+                with results.open("a") as f:
+                    f.write(json.dumps(line) + "\n")
+                _pool(results, env)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
