@@ -187,16 +187,18 @@ if triton is not None:
                     x = tl.load(states + base + rb[:, None, None] * N + sk[None, :, :], mask=mk, other=0.0)
                     s = tl.where(mk, 1.0 / (1.0 + tl.exp(-(sg[None, :, :] * x + mu[None, :, :]))), 0.0)
                     z = (w0[None, :, :] * G0 + w1[None, :, :] * G1) * s * (1.0 - s)
-                    tl.atomic_add(p_M2 + pid * 2 * NK + pw, tl.reduce(G0 * s, 0, _SUM), mask=valid)
-                    tl.atomic_add(p_M2 + pid * 2 * NK + pw + K, tl.reduce(G1 * s, 0, _SUM), mask=valid)
-                    tl.atomic_add(p_sig + pid * NK + pk, tl.reduce(z * x, 0, _SUM), mask=valid)
-                    tl.atomic_add(p_nsmu + pid * NK + pk, tl.reduce(z, 0, _SUM), mask=valid)
+                    # Relaxed atomics: the barrier below orders the scatter before scratch is read back,
+                    # and the per-program weight gradients are read only after the launch.
+                    tl.atomic_add(p_M2 + pid * 2 * NK + pw, tl.reduce(G0 * s, 0, _SUM), mask=valid, sem="relaxed")
+                    tl.atomic_add(p_M2 + pid * 2 * NK + pw + K, tl.reduce(G1 * s, 0, _SUM), mask=valid, sem="relaxed")
+                    tl.atomic_add(p_sig + pid * NK + pk, tl.reduce(z * x, 0, _SUM), mask=valid, sem="relaxed")
+                    tl.atomic_add(p_nsmu + pid * NK + pk, tl.reduce(z, 0, _SUM), mask=valid, sem="relaxed")
                     zs = z * sg[None, :, :]
                     if dense:
                         tl.atomic_add(scratch + rb[:, None] * N + kk[None, :], tl.reduce(zs, 1, _SUM),
-                                      mask=mb[:, None] & (kk < N)[None, :] & (kk < K)[None, :])
+                                      mask=mb[:, None] & (kk < N)[None, :] & (kk < K)[None, :], sem="relaxed")
                     else:
-                        tl.atomic_add(scratch + rb[:, None, None] * N + sk[None, :, :], zs, mask=mk)
+                        tl.atomic_add(scratch + rb[:, None, None] * N + sk[None, :, :], zs, mask=mk, sem="relaxed")
                 tl.debug_barrier()                                # every scatter into scratch has landed
                 gv = tl.load(scratch + off, mask=m, other=0.0, cache_modifier=".cg")
             tl.store(g_num0 + t * BN + off, gn0, mask=m)
