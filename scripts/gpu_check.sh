@@ -2,7 +2,7 @@
 # The GPU checks of the fused Triton LTC kernel (issue 20, item 5), as one short run.
 #
 #   scripts/gpu_check.sh wheels       # on a machine with network: the wheels a CUDA image with
-#                                     # torch and triton lacks, into .whl/ (about 3 MB)
+#                                     # torch and triton lacks, into .whl/ (about 1.3 MB)
 #   scripts/gpu_check.sh [OUTDIR]     # on the CUDA machine (no network): install those wheels,
 #                                     # run the CUDA tests, then the benchmarks; logs and JSON in
 #                                     # OUTDIR (default gpu_results/)
@@ -43,7 +43,7 @@ status=0
 "$PY" scripts/bench_cells.py --device cuda --batch 1 --steps 1 --units 64 --kernel triton eager --min-time 1 \
     --skip-unflushed --json "$OUTDIR/bench_cells_cuda_b1.json" 2>&1 | tee "$OUTDIR/bench_cells_b1.log" || status=1
 
-"$PY" scripts/bench_recurrent_sac.py --speed --device cuda --updates 100 \
+"$PY" scripts/bench_recurrent_sac_speed.py --device cuda --updates 100 \
     --speed-configs rsac-cfc64-L32-B32 rsac-ltc32-L32-B32 rsac-lstm64-L32-B32 \
     --speed-results "$OUTDIR/recurrent_sac_speed_cuda.jsonl" 2>&1 | tee "$OUTDIR/recurrent_sac.log" || status=1
 exit $status
