@@ -1,4 +1,4 @@
-"""Wrappers: IrregularTime, ObservationNoise, MaskObservation."""
+"""Wrappers: IrregularTime, ObservationNoise, MaskObservation and the perturbations of robustness sweeps."""
 
 from __future__ import annotations
 
@@ -17,7 +17,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import liquid_rl.envs  # noqa: F401  (registers the ids)
-from liquid_rl.envs.wrappers import IrregularTime, MaskObservation, ObservationNoise, find_base_dt
+from liquid_rl.envs.wrappers import (
+    ActionDelay,
+    Blur,
+    Brightness,
+    ControlRate,
+    IrregularTime,
+    MaskObservation,
+    ObservationDropout,
+    ObservationNoise,
+    Occlusion,
+    find_base_dt,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -289,3 +300,146 @@ def test_repeat_counts_property(low, extra, seed):
         assert info["dt"] == pytest.approx(info["repeats"] * 0.1)
         if term or trunc:
             break
+
+
+# ----------------------------------------------------------------------------- perturbations
+class _Echo(gym.Env):
+    """Observes a constant vector (or image) and the last action it applied (``info["applied"]``)."""
+
+    def __init__(self, obs: np.ndarray) -> None:
+        self._obs = obs
+        self.observation_space = spaces.Box(0, 255, obs.shape, dtype=obs.dtype) if obs.dtype == np.uint8 \
+            else spaces.Box(-5.0, 5.0, obs.shape, dtype=np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self._obs.copy(), {}
+
+    def step(self, action):
+        return self._obs.copy(), 0.0, False, False, {"applied": float(np.asarray(action)[0])}
+
+
+def _image(value: int = 200, size: int = 64) -> np.ndarray:
+    return np.full((size, size, 3), value, dtype=np.uint8)
+
+
+def test_dropout_zeroes_entries_at_the_given_rate():
+    env = ObservationDropout(_Echo(np.ones(50, np.float32)), p=0.3)
+    env.reset(seed=1)
+    obs = np.array([env.step(np.zeros(1))[0] for _ in range(400)])
+    assert set(np.unique(obs)) == {0.0, 1.0}
+    assert (obs == 0).mean() == pytest.approx(0.3, abs=0.01)  # 20,000 draws: std 0.003
+    # independent per entry and step: no entry is always kept or always dropped
+    assert 0.15 < (obs == 0).mean(axis=0).min() and (obs == 0).mean(axis=0).max() < 0.45
+    env.reset(seed=1)
+    again = np.array([env.step(np.zeros(1))[0] for _ in range(400)])
+    assert np.array_equal(obs, again)  # seeded by reset
+    none = ObservationDropout(_Echo(np.ones(5, np.float32)), p=0.0)
+    all_ = ObservationDropout(_Echo(np.ones(5, np.float32)), p=1.0)
+    none.reset(seed=0), all_.reset(seed=0)
+    assert np.all(none.step(np.zeros(1))[0] == 1) and np.all(all_.step(np.zeros(1))[0] == 0)
+
+
+@pytest.mark.parametrize("k", [0, 1, 3])
+def test_delay_applies_each_action_k_steps_late(k):
+    env = ActionDelay(_Echo(np.zeros(2, np.float32)), k=k)
+    for _ in range(2):  # a reset empties the queue
+        env.reset(seed=0)
+        applied = [env.step(np.array([0.1 * (i + 1)], np.float32))[4]["applied"] for i in range(8)]
+        expected = [0.0] * k + [0.1 * (i + 1) for i in range(8 - k)]
+        assert applied == pytest.approx(expected)
+
+
+def test_control_rate_scales_the_lane_keeping_time_step():
+    straight = {"road_profile": [[3000.0, 0.0]]}
+    plain = gym.make("liquid_rl/LaneKeeping-v0", **straight)
+    fast = ControlRate(gym.make("liquid_rl/LaneKeeping-v0", **straight), factor=2.0)
+    opts = {"lateral_offset": 0.0, "heading_error": 0.0}
+    plain.reset(seed=0, options=opts)
+    fast.reset(seed=0, options=opts)
+    zero = np.zeros(1, np.float32)
+    for _ in range(3):
+        _, r1, *_, i1 = plain.step(zero)
+        _, r2, *_, i2 = fast.step(zero)
+        assert i2["dt"] == pytest.approx(0.2) and i1["dt"] == pytest.approx(0.1)
+    assert i2["s"] == pytest.approx(2 * i1["s"])  # twice the distance per step
+    assert r2 == pytest.approx(r1)  # the reward is per unit of time: divided by the factor
+    unscaled = ControlRate(gym.make("liquid_rl/LaneKeeping-v0", **straight), factor=2.0, scale_reward=False)
+    unscaled.reset(seed=0, options=opts)
+    assert unscaled.step(zero)[1] == pytest.approx(2 * r1)
+    # the time step survives a reset (the env restores its own at reset)
+    fast.reset(seed=1)
+    assert fast.step(zero)[4]["dt"] == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="set_dt"):
+        ControlRate(gym.make("CartPole-v1"), factor=2.0)
+    with pytest.raises(ValueError, match="factor"):
+        ControlRate(gym.make("liquid_rl/LaneKeeping-v0"), factor=0.0)
+
+
+def test_brightness_scales_and_clips_intensities():
+    def first(change, value=100):
+        env = Brightness(_Echo(_image(value)), change=change)
+        env.reset(seed=0)
+        return env.step(np.zeros(1))[0]
+
+    assert np.all(first(0.5) == 150) and np.all(first(-0.25) == 75)
+    assert np.all(first(2.0) == 255) and np.all(first(-1.0) == 0)
+    assert np.array_equal(first(0.0, 123), _image(123)) and first(0.5).dtype == np.uint8
+
+
+def test_occlusion_covers_the_given_fraction_at_random_places():
+    env = Occlusion(_Echo(_image(200)), fraction=0.25)
+    env.reset(seed=0)
+    masks = [np.all(env.step(np.zeros(1))[0] == 0, axis=2) for _ in range(20)]
+    for m in masks:
+        assert m.sum() == 32 * 32  # a 32 x 32 patch of a 64 x 64 frame
+        rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+        assert rows.size == 32 and cols.size == 32 and np.ptp(rows) == 31  # one square
+    assert len({np.flatnonzero(m.ravel())[0] for m in masks}) > 5  # it moves
+    none = Occlusion(_Echo(_image(200)), fraction=0.0)
+    none.reset(seed=0)
+    assert np.all(none.step(np.zeros(1))[0] == 200)
+
+
+def test_blur_smooths_edges_and_keeps_flat_regions():
+    img = _image(0)
+    img[:, 32:] = 255  # a vertical edge
+    env = Blur(_Echo(img), sigma=2.0)
+    env.reset(seed=0)
+    out = env.step(np.zeros(1))[0].astype(int)
+    row = out[10, :, 0]
+    assert row[0] == 0 and row[-1] == 255  # far from the edge: unchanged
+    assert 0 < row[31] < 128 < row[32] < 255  # at the edge: a ramp
+    assert np.all(np.diff(row) >= 0)
+    assert np.all(out == out[:1])  # each row the same: no vertical smearing of a vertical edge
+    plain = Blur(_Echo(img), sigma=0.0)
+    plain.reset(seed=0)
+    assert np.array_equal(plain.step(np.zeros(1))[0], img)
+
+
+@pytest.mark.parametrize("wrapper", [Brightness, Occlusion, Blur])
+def test_image_perturbations_need_images(wrapper):
+    with pytest.raises(ValueError, match="image observation"):
+        wrapper(gym.make("liquid_rl/LaneKeeping-v0"), 0.5)
+
+
+@pytest.mark.parametrize("make, level", [(ObservationDropout, 1.5), (ObservationDropout, -0.1), (ActionDelay, 1.5),
+                                         (ActionDelay, -1), (Brightness, -2.0), (Occlusion, 1.1), (Blur, -1.0)])
+def test_perturbations_reject_levels_out_of_range(make, level):
+    env = _Echo(_image()) if make in (Brightness, Occlusion, Blur) else _Echo(np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match=r"must be .* in \["):
+        make(env, level)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), change=st.floats(-1.0, 10.0), fraction=st.floats(0.0, 1.0),
+       sigma=st.floats(0.0, 5.0), p=st.floats(0.0, 1.0))
+def test_perturbed_observations_stay_in_the_space(seed, change, fraction, sigma, p):
+    base = gym.make("liquid_rl/LaneKeepingPixels-v0", image_height=16, image_width=16)
+    env = ObservationDropout(Blur(Occlusion(Brightness(base, change), fraction), sigma), p)
+    obs, _ = env.reset(seed=seed)
+    assert env.observation_space.contains(obs)
+    for _ in range(3):
+        obs = env.step(env.action_space.sample())[0]
+        assert env.observation_space.contains(obs)
