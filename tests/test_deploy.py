@@ -21,7 +21,9 @@ from liquid_rl.export import ExportError, export_agent
 sys.path.insert(0, str(Path(__file__).parent))
 from test_export import KINDS, PENDULUM, RPPO, make_run  # noqa: E402
 
-KINDS.setdefault("rppo-liquid-s4", (PENDULUM, RPPO, {"type": "liquid_recurrent", "cell": "liquid_s4", "units": 4}))
+# Irregular time steps: a Dict observation {obs, dt}, which export refuses.
+KINDS.setdefault("rppo-ltc-irregular", ({**PENDULUM, "wrappers": [{"name": "IrregularTime"}]}, RPPO,
+                                        {"type": "liquid_recurrent", "cell": "ltc", "units": 8}))
 
 
 @pytest.fixture(scope="module")
@@ -136,14 +138,14 @@ def test_cli_export_writes_both_formats(files, tmp_path, capsys):
     assert "inputs  obs, state, episode_start, dt" in capsys.readouterr().out
 
 
-def test_cli_export_of_liquid_s4_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys):
-    run = make_run("rppo-liquid-s4", tmp_path)
-    with pytest.raises(ExportError, match="cannot export cell 'liquid_s4'"):
+def test_cli_export_of_a_dict_observation_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys):
+    run = make_run("rppo-ltc-irregular", tmp_path)
+    with pytest.raises(ExportError, match="cannot export a policy with a Dict observation space"):
         export_agent(load_agent(run, device="cpu"), tmp_path / "x.onnx")
-    assert main(["export", str(run), "--out", str(tmp_path / "s4.onnx")]) == 2
+    assert main(["export", str(run), "--out", str(tmp_path / "d.onnx")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "cannot export cell 'liquid_s4'" in err[0]
-    assert not (tmp_path / "s4.onnx").exists() and not (tmp_path / "x.onnx").exists()
+    assert len(err) == 1 and "cannot export a policy with a Dict observation space" in err[0]
+    assert not (tmp_path / "d.onnx").exists() and not (tmp_path / "x.onnx").exists()
 
 
 def test_cli_export_bad_input_exits_2(files, tmp_path, capsys):

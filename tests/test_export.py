@@ -61,6 +61,12 @@ KINDS: dict[str, tuple[dict, dict, dict]] = {
     "ppo-history-cfc": (CARTPOLE, PPO, {"type": "liquid_history", "cell": "cfc", "units": 8, "history": 2}),
     "rsac-ltc": (PENDULUM, {"name": "recurrent_sac", "hyperparams": {"learning_starts": 1000}},
                  _liquid("ltc", wiring="ncp", units=10)),
+    "rppo-liquid-s4": (PENDULUM, RPPO, _liquid("liquid_s4", units=4, kwargs={"step_time": 0.5})),
+    "rppo-liquid-s4-deg3": (CARTPOLE, RPPO, _liquid("liquid_s4", units=4, kwargs={"liquid_degree": 3, "n_layers": 2})),
+    "sac-history-liquid-s4": (PENDULUM_RAW, {"name": "sac", **OFF},
+                              {"type": "liquid_history", "cell": "liquid_s4", "units": 4, "history": 3}),
+    "rsac-liquid-s4": (PENDULUM, {"name": "recurrent_sac", "hyperparams": {"learning_starts": 1000}},
+                       _liquid("liquid_s4", units=4)),
     "rsac-cfc": (PENDULUM, {"name": "recurrent_sac", "hyperparams": {"learning_starts": 1000}}, _liquid("cfc")),
 }
 

@@ -28,9 +28,10 @@ from torch import Tensor, nn
 
 __all__ = ["DeployActor", "ExportError", "build_actor", "ActorSpec"]
 
-# Cells whose dynamics take the elapsed time (LSTM ignores it; Liquid-S4 is not exportable yet).
+# Cells whose dynamics take the elapsed time as an input of the exported file (LSTM has
+# none; Liquid-S4's step is exported for its fixed step_time, see liquid_s4_step).
 _DT_CELLS = ("ltc", "cfc")
-_EXPORTABLE_CELLS = ("ltc", "cfc", "lstm")
+_EXPORTABLE_CELLS = ("ltc", "cfc", "lstm", "liquid_s4")
 
 
 class ExportError(ValueError):
@@ -77,6 +78,16 @@ def _eager(module: nn.Module) -> nn.Module:
         if isinstance(getattr(m, "fused", None), bool):
             m.fused = False
     return module
+
+
+def _real_s4(owner: nn.Module, step_time: float) -> None:
+    """Replace each Liquid-S4 model under ``owner`` by its real-arithmetic step form."""
+    from liquid_rl.core import LiquidS4Core
+    from liquid_rl.export.liquid_s4_step import RealLiquidS4Step
+
+    for m in owner.modules():
+        if isinstance(m, LiquidS4Core) and not isinstance(m.model, RealLiquidS4Step):
+            m.model = RealLiquidS4Step(m.model, step_time)
 
 
 class ObsNormalizer(nn.Module):
@@ -285,6 +296,7 @@ def build_actor(agent: Any) -> DeployActor:
             if getattr(policy, "_dt_in_obs", False):
                 raise ExportError("cannot export a policy that reads dt from a Dict observation")
             step_time, dt_unit = float(policy.step_time), float(policy.dt_unit)
+            _real_s4(policy.lstm_actor, step_time)
         elif ptype == "lstm":
             kind, cell = "lstm_ppo", "lstm"
         else:
@@ -294,6 +306,7 @@ def build_actor(agent: Any) -> DeployActor:
         kind = "recurrent_sac"
         cell = _cell_of(policy.actor.core)
         step_time = float(policy.actor.core_spec.step_time)
+        _real_s4(policy.actor, step_time)
         squashed = True
     elif algo in ("ppo", "a2c", "sac", "td3"):
         if ptype not in ("mlp", "liquid_history"):
@@ -303,14 +316,14 @@ def build_actor(agent: Any) -> DeployActor:
         if ptype == "liquid_history":
             extractor = policy.actor.features_extractor if squashed else policy.pi_features_extractor
             hist_cell = _cell_of(extractor.core)
+            _real_s4(extractor, float(extractor.step_time))
             if hist_cell not in _EXPORTABLE_CELLS:
                 raise ExportError(f"cannot export the history extractor's cell {hist_cell!r}; "
                                   f"exportable cells: {', '.join(_EXPORTABLE_CELLS)}")
     else:
         raise ExportError(f"cannot export algo {algo!r}; exportable: ppo, a2c, sac, td3, recurrent_ppo, recurrent_sac")
     if cell is not None and cell not in _EXPORTABLE_CELLS:
-        raise ExportError(f"cannot export cell {cell!r} (its step uses complex arithmetic); "
-                          f"exportable cells: {', '.join(_EXPORTABLE_CELLS)}")
+        raise ExportError(f"cannot export cell {cell!r}; exportable cells: {', '.join(_EXPORTABLE_CELLS)}")
     if cell in _DT_CELLS:
         uses_dt = True
     if kind in ("sac", "td3") and not isinstance(act_space, spaces.Box):
