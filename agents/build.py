@@ -39,6 +39,7 @@ from liquid_rl.agents.algorithms import get_algorithm, is_off_policy
 from liquid_rl.agents.config import ACTIVATIONS, WRAPPERS, import_target
 from liquid_rl.agents.errors import ConfigError
 from liquid_rl.agents.memory_estimate import check_memory
+from liquid_rl.core_inputs import PreviousActionReward, extras
 
 __all__ = [
     "make_env_fn",
@@ -120,6 +121,13 @@ def make_vec_env(cfg: Mapping[str, Any], n_envs: int | None = None, seed: int | 
         raise ConfigError(f"'env' {env_cfg['id']}: {_one_line(e)}") from None
     if seed is not None:
         venv.seed(seed)
+    previous = extras(cfg["policy"].get("core_inputs") or ())
+    if previous:  # the previous action and reward travel in the observation (liquid_rl.core_inputs)
+        try:
+            venv = PreviousActionReward(venv, previous)
+        except ValueError as e:
+            venv.close()
+            raise ConfigError(f"'policy.core_inputs': {e}") from None
     norm = env_cfg["normalize"]
     if norm["obs"] or norm["reward"]:
         space = venv.observation_space
@@ -242,6 +250,8 @@ def policy_spec(cfg: Mapping[str, Any], observation_space: spaces.Space) -> tupl
 
             policy = getattr(policies, f"{'' if kind == 'Mlp' else kind}LiquidRecurrentPolicy")
         kwargs.update(liquid)
+        if p.get("core_inputs") is not None:
+            kwargs["core_inputs"] = tuple(p["core_inputs"])
         kwargs.update(p["kwargs"])
         return policy, kwargs
     # liquid_history: the usual policy of the algorithm with the history extractor in front

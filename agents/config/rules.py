@@ -95,7 +95,7 @@ def _check_auto_ncp(policy: Mapping[str, Any]) -> None:
 
 def _check_policy(policy: dict[str, Any], algo_name: str, env: dict[str, Any]) -> None:
     ptype = policy["type"]
-    for k in LIQUID_KEYS + ("history", "units"):
+    for k in LIQUID_KEYS + ("history", "units", "core_inputs"):
         if policy[k] is not None and k not in TYPE_KEYS[ptype]:
             fits = [t for t, ks in TYPE_KEYS.items() if k in ks]
             raise ConfigError(f"'policy.{k}' does not apply to policy.type {ptype!r} (it is for {' or '.join(fits)})")

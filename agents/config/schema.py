@@ -28,6 +28,7 @@ from liquid_rl.agents.config.checks import (
 )
 from liquid_rl.cells import CELLS, WIRINGS
 from liquid_rl.cfc import MODES
+from liquid_rl.core_inputs import CORE_INPUTS, check_core_inputs
 from liquid_rl.solvers import SOLVERS
 
 __all__ = [
@@ -92,6 +93,14 @@ NCP_KEYS = ("inter_neurons", "command_neurons", "motor_neurons", "sensory_fanout
             "recurrent_command_synapses", "motor_fanin", "seed")
 
 
+def core_inputs(v: Any) -> list[str]:
+    """list of obs | prev_action | prev_reward, with obs"""
+    try:
+        return list(check_core_inputs(v))
+    except ValueError as e:
+        raise Invalid(str(e).replace("core_inputs must be", "must be")) from None
+
+
 def wiring(v: Any) -> str | dict[str, int]:
     """full | ncp | random, or an explicit NCP {inter_neurons, command_neurons, motor_neurons,
     sensory_fanout, inter_fanout, recurrent_command_synapses, motor_fanin[, seed]}"""
@@ -148,6 +157,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "ode_unfolds": Key(optional(integer(1, LIMITS["ode_unfolds"])), None, "LTC solver sub-steps per env step"),
         "solver": Key(optional(choice(SOLVER_NAMES)), None, "LTC solver"),
         "mode": Key(optional(choice(CFC_MODES)), None, "CfC mode"),
+        "core_inputs": Key(optional(core_inputs), None,
+                           "liquid_recurrent: what the cores read, a list of " + " | ".join(CORE_INPUTS)),
         "history": Key(optional(integer(1, LIMITS["history"])), None,
                        "liquid_history: observations in the window (frame stack)"),
         "net_arch": Key(optional(net_arch), None, "layers after the features/cell (SB3's net_arch)"),
@@ -184,7 +195,7 @@ LIQUID_KEYS = ("cell", "wiring", "units", "output_size", "ode_unfolds", "solver"
 TYPE_KEYS = {
     "mlp": ("net_arch", "activation_fn"),
     "lstm": ("units", "net_arch", "activation_fn"),
-    "liquid_recurrent": LIQUID_KEYS + ("net_arch", "activation_fn"),
+    "liquid_recurrent": LIQUID_KEYS + ("net_arch", "activation_fn", "core_inputs"),
     "liquid_history": LIQUID_KEYS + ("history", "net_arch", "activation_fn"),
 }
 
