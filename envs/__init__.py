@@ -17,7 +17,8 @@ idempotent.
   Walker2d, Ant: MuJoCo positions only / velocities only (``partial``)
 
 Wrappers are in ``liquid_rl.envs.wrappers`` (``IrregularTime``, ``ObservationNoise``,
-``MaskObservation``).
+``MaskObservation``, and the perturbations of ``liquid-rl robustness``); the drawing of
+the lane-keeping road is in ``liquid_rl.envs.renderers``.
 """
 
 from __future__ import annotations

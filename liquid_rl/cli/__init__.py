@@ -6,6 +6,7 @@
     liquid-rl train --resume DIR
     liquid-rl eval RUN_OR_MODEL --episodes N [--deterministic] [--video FILE.mp4] [--noise SIGMA] [--json FILE]
     liquid-rl inspect RUN_OR_MODEL [--out DIR]
+    liquid-rl robustness RUN [RUN ...] --perturb KIND=LEVELS [--perturb ...] [--episodes N] [--out DIR]
     liquid-rl check FILE [--set key=value ...]
     liquid-rl list envs|configs|cells [--dir DIR]
 
