@@ -1,4 +1,4 @@
-"""Train one CartPoleNoVel policy of ``bench_rl.py``'s suite and look inside it.
+"""Train one CartPoleNoVel policy from its config and look inside it.
 
 Prints, for the final policy: where each deterministic evaluation episode ends (cart
 position and pole angle of the last observation, and whether the time limit ended it),
@@ -7,23 +7,25 @@ and for LTC policies the actor cell's time constants along the first episode
 from their initial values. This is how docs/benchmarks.md's "How the episodes end" and
 "Two LTC properties" were measured::
 
-    python scripts/probe_cartpole.py --policy ltc-32 --seed 0
-    python scripts/probe_cartpole.py --policy ltc-32 --seed 3 --hyper gamma=0.995 n_steps=128 n_epochs=10
+    python scripts/probe_cartpole.py --config configs/cartpole_novel_ltc.yaml --seed 0
+    python scripts/probe_cartpole.py --seed 3 --set algo.hyperparams.gamma=0.995 --set algo.hyperparams.n_epochs=10
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
+from pathlib import Path
 
 import numpy as np
 import torch
+from stable_baselines3.common.vec_env import sync_envs_normalization
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_rl  # noqa: E402  (the suite's settings and env wrappers)
+from liquid_rl.agents.build import apply_threads, build_model, find_vecnormalize, make_vec_env
+from liquid_rl.agents.config import load_config
+from liquid_rl.agents.diagnostics import core_neurons
 
-from liquid_rl.agents.diagnostics import core_neurons  # noqa: E402
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cartpole_novel_ltc.yaml"
+EVAL_SEED_OFFSET = 10_000  # as training's evaluations
 
 
 def ltc_cell(model: object) -> torch.nn.Module | None:
@@ -35,35 +37,34 @@ def ltc_cell(model: object) -> torch.nn.Module | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--policy", default="ltc-32", help="a recurrent_ppo policy of bench_rl.py (ltc-32, cfc-32, ...)")
+    parser.add_argument("--config", default=str(CONFIG), help="a CartPoleNoVel config (default the LTC's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, as liquid-rl train --set")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=None, help="training budget (default: the suite's 100k)")
+    parser.add_argument("--steps", type=int, default=None, help="training budget (default: the config's)")
     parser.add_argument("--episodes", type=int, default=10)
-    parser.add_argument("--hyper", nargs="*", default=[], metavar="KEY=VALUE", help="as bench_rl.py --hyper")
-    parser.add_argument("--cell", nargs="*", default=[], metavar="KEY=VALUE", help="as bench_rl.py --cell")
     args = parser.parse_args()
-    bench_rl.HYPER_OVERRIDES.update(bench_rl._parse_overrides(args.hyper))
-    bench_rl.CELL_OVERRIDES.update(bench_rl._parse_overrides(args.cell))
-    torch.set_num_threads(1)
+    steps = [f"train.total_timesteps={args.steps}"] if args.steps else []
+    cfg = load_config(args.config, args.overrides + steps, seed=args.seed)
+    apply_threads(cfg)
     torch.manual_seed(args.seed)
-    specs = [s for s in bench_rl.recurrent_ppo_specs() if s.task == bench_rl.CARTPOLE and s.policy == args.policy]
-    if not specs:
-        raise SystemExit(f"probe_cartpole: unknown policy {args.policy!r}")
-    spec = specs[0]
-    env = bench_rl.make_env(spec, args.seed, training=True)
-    model = spec.build(env, args.seed)
+    env = make_vec_env(cfg, seed=args.seed)
+    model = build_model(cfg, env, seed=args.seed)
     cell = ltc_cell(model)
     sigma0 = None if cell is None else cell.sensory_sigma.detach().clone()
-    model.learn(args.steps or spec.steps)
+    model.learn(cfg["train"]["total_timesteps"])
 
-    eval_env = bench_rl.make_env(spec, args.seed + 10_000, training=False, train_env=env)
+    eval_env = make_vec_env(cfg, n_envs=1, seed=args.seed + EVAL_SEED_OFFSET, training=False)
+    if find_vecnormalize(env) is not None:
+        sync_envs_normalization(env, eval_env)
+    eval_norm = find_vecnormalize(eval_env)
     states_seen: list[np.ndarray] = []
     inputs_seen: list[np.ndarray] = []
     for episode in range(args.episodes):
         obs, state, start = eval_env.reset(), None, np.ones((1,), dtype=bool)
         steps = 0
         while True:
-            raw = eval_env.get_original_obs()[0].copy()
+            raw = (eval_norm.get_original_obs() if eval_norm is not None else obs)[0].copy()
             action, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
             if episode == 0 and isinstance(state, tuple):
                 states_seen.append(state)          # (h, c), each (1, 1, hidden): the packed flat state
