@@ -63,6 +63,27 @@ def _pool(results: Path, env: str) -> None:
     print(f"pooled {len(runs)} runs -> {out}", flush=True)
 
 
+def table(results: Path, env: str) -> str:
+    """The pooled rows of ``env`` as a markdown table: mean return [95% CI] per policy and level."""
+    path = results.parent / f"lane_keeping_robustness_{env}" / "robustness.json"
+    if not path.is_file():
+        return f"(no finished {env} runs)"
+    pooled = json.loads(path.read_text())["pooled"]
+    policies = list(dict.fromkeys(r["policy"] for r in pooled))
+    runs = {r["policy"]: r["runs"] for r in pooled}
+    short = {p: p.split(", ")[-1] for p in policies}  # "<env>, <algorithm>, <policy>": the policy
+    lines = ["| perturbation | level | " + " | ".join(f"{short[p]} ({runs[p]} seeds)" for p in policies) + " |",
+             "|---|---|" + "---|" * len(policies)]
+    for kind in dict.fromkeys(r["perturbation"] for r in pooled):
+        for level in sorted({r["level"] for r in pooled if r["perturbation"] == kind}):
+            cells = []
+            for p in policies:
+                r = next((r for r in pooled if (r["policy"], r["perturbation"], r["level"]) == (p, kind, level)), None)
+                cells.append("-" if r is None else f"{r['mean_return']:.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}]")
+            lines.append(f"| {kind} | {level:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", default="runs/lane_keeping", help="directory of the training runs")
@@ -71,8 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--envs", nargs="+", choices=list(SUITES), default=list(SUITES))
     p.add_argument("--timesteps", type=int, default=150_000, help="training budget of every run")
     p.add_argument("--episodes", type=int, default=10, help="evaluation episodes per level")
+    p.add_argument("--table", action="store_true", help="print the pooled results as markdown and exit")
     args = p.parse_args(argv)
     runs, results = ROOT / args.runs, ROOT / args.results
+    if args.table:
+        for env in args.envs:
+            print(f"{env}:\n{table(results, env)}\n")
+        return 0
     results.parent.mkdir(parents=True, exist_ok=True)
     for env in args.envs:
         configs, perturb = SUITES[env]
