@@ -8,6 +8,8 @@
     liquid-rl inspect RUN_OR_MODEL [--out DIR]
     liquid-rl robustness RUN [RUN ...] --perturb KIND=LEVELS [--perturb ...] [--episodes N] [--out DIR]
     liquid-rl check FILE [--set key=value ...]
+    liquid-rl sweep SWEEP.yaml [--out DIR] [--address ADDR] [--max-concurrent N]
+    liquid-rl report SWEEP_DIR [SWEEP_DIR ...] [--out DIR] [--baseline SETTING]
     liquid-rl list envs|configs|cells [--dir DIR]
 
 Each subcommand module has ``add_parser(subparsers)`` and ``run(args) -> int``; adding a
