@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat, configure
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat, configure, make_output_format
 from torch.utils.tensorboard import SummaryWriter
 from stable_baselines3.common.vec_env import VecEnv, sync_envs_normalization
 
@@ -431,10 +431,13 @@ def _learn(run_dir: Path, cfg: dict[str, Any], model: BaseAlgorithm, venv: VecEn
            on_evaluation: Callable[[dict[str, Any]], None] | None = None) -> Path:
     t = cfg["train"]
     formats = ["tensorboard"] + (["stdout"] if t["verbose"] else [])
-    logger = configure(str(run_dir / TENSORBOARD), formats)
     if resumed:
-        _purge_tensorboard(logger, int(model.num_timesteps))
-    model.set_logger(logger)
+        folder = str(run_dir / TENSORBOARD)
+        outputs = [_ResumedTensorBoard(folder, int(model.num_timesteps))]
+        outputs += [make_output_format(f, folder) for f in formats if f != "tensorboard"]
+        model.set_logger(Logger(folder, outputs))
+    else:
+        model.set_logger(configure(str(run_dir / TENSORBOARD), formats))
     progress = t["progress_bar"] if progress_bar is None else progress_bar
     checkpoints = CheckpointCallback(run_dir, cfg)
     callbacks: list[BaseCallback] = [checkpoints, EpisodeLogCallback(run_dir / "episodes.csv")]
@@ -468,14 +471,14 @@ def _learn(run_dir: Path, cfg: dict[str, Any], model: BaseAlgorithm, venv: VecEn
     return path
 
 
-def _purge_tensorboard(logger: Logger, step: int) -> None:
-    """Resume TensorBoard at ``step``: its events at or after ``step`` from the killed
-    process are dropped (they are logged again), as ``SummaryWriter(purge_step=...)`` does."""
-    for fmt in logger.output_formats:
-        if isinstance(fmt, TensorBoardOutputFormat):
-            log_dir = fmt.writer.log_dir
-            fmt.writer.close()
-            fmt.writer = SummaryWriter(log_dir=log_dir, purge_step=step)
+class _ResumedTensorBoard(TensorBoardOutputFormat):
+    """stable-baselines3's TensorBoard output continuing a killed run at ``step``: events at
+    or after ``step`` from the killed process are dropped (those steps are logged again),
+    with ``SummaryWriter(purge_step=...)``."""
+
+    def __init__(self, folder: str, step: int) -> None:  # not super().__init__: it would open a second file
+        self.writer = SummaryWriter(log_dir=folder, purge_step=step)
+        self._is_closed = False
 
 
 def _finish(run_dir: Path, cfg: Mapping[str, Any], model: BaseAlgorithm) -> Path:

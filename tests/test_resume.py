@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 from liquid_rl.agents.checkpoints import Checkpoint, latest_checkpoint
 from liquid_rl.agents.safe_load import read_metadata
@@ -107,7 +108,13 @@ def test_kill_and_resume_on_policy(tmp_path, capsys):
     evaluations = json.loads((run / "evaluations.json").read_text())
     assert [e["step"] for e in evaluations] == sorted({e["step"] for e in evaluations})
     assert evaluations[-1]["step"] == 3072
-    assert len(list((run / "tb").glob("events.out.tfevents.*"))) == 2  # one per process, same folder
+    events = sorted((run / "tb").glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime)
+    assert len(events) == 2  # one per process, same folder
+    # the resumed file starts by purging the killed process's steps from the checkpoint on
+    resumed = list(EventFileLoader(str(events[1])).Load())
+    starts = [e.step for e in resumed if e.HasField("session_log") and e.session_log.status == e.session_log.START]
+    assert starts == [ckpt.step]
+    assert min(e.step for e in resumed if e.HasField("summary")) >= ckpt.step
     assert (run / "learning_curve.png").stat().st_size > 0
     kept = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert kept == ["latest.json", "step_000000002816", "step_000000003072"]
