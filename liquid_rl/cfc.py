@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from liquid_rl.cfc_fused import FusedCfC, recurrence
+from liquid_rl.inference_cache import cached
 from liquid_rl.sequence import LiquidSequence, LSTMCell
 from liquid_rl.wirings import WiredSizes, Wiring, as_wiring
 
@@ -158,13 +159,8 @@ class CfCCell(nn.Module):
 
     def _cached_fused_weights(self, inner: float, outer: float) -> tuple[Tensor, ...]:
         """:meth:`_fused_weights` without grad, cached until a parameter changes or moves."""
-        params = list(self.parameters())
-        key = tuple(p._version for p in params) + tuple(id(p) for p in params) + (params[0].device, params[0].dtype)
-        cached = getattr(self, "_inference_cache", None)
-        if cached is None or cached[0] != key:
-            cached = (key, tuple(t.contiguous() if t is not None else None for t in self._fused_weights(inner, outer)))
-            self._inference_cache = cached
-        return cached[1]
+        return cached(self, self.parameters(), lambda: tuple(
+            t.contiguous() if t is not None else None for t in self._fused_weights(inner, outer)))
 
     def sequence(self, x: Tensor, h0: Tensor, elapsed: Tensor | None,
                  keep: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -55,6 +55,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from liquid_rl.sequence import elapsed_time_major, keep_time_major
+
 __all__ = ["DiagonalSSMKernel", "LiquidSSM", "LiquidS4Block", "LiquidS4", "causal_conv"]
 
 Mode = Literal["auto", "conv", "step"]
@@ -608,8 +610,9 @@ class LiquidS4(nn.Module):
         Args:
             input: (B, T, input_size) if batch_first else (T, B, input_size); or (T, input_size).
             hx: (B, state_size) real, or (state_size,) for unbatched input; None = zeros.
-            timespans: None (unit steps), a number, or a tensor broadcastable to (B, T)
-                [(T, B) if not batch_first], e.g. (B, T, 1): elapsed time per step, scales dt.
+            timespans: None (unit steps), a number, (B,) per sample, or (B, T) / (B, T, 1)
+                [(T, B) / (T, B, 1) if not batch_first; (T,) unbatched]: elapsed time per
+                step, scales dt.
             resets: None or bool (B, T) [(T, B) if not batch_first]; True at t zeroes the state
                 before step t (episode start); equal to starting a new sequence at t.
             mode: override of :attr:`mode` for this call.
@@ -635,13 +638,13 @@ class LiquidS4(nn.Module):
             raise ValueError("LiquidS4 expected a sequence of length at least 1, got length 0.")
         if hx is not None:
             hx = self._check_hx(hx, B, unbatched)
-        resets = self._prepare_bt(resets, B, T, unbatched, "resets")
-        if resets is not None:
-            resets = resets.to(device=x.device, dtype=torch.bool)
-        ts = self._prepare_bt(timespans, B, T, unbatched, "timespans")
+        # The argument forms of every liquid sequence model (liquid_rl.sequence), as (B, T).
+        keep = keep_time_major(resets, T, B, not unbatched, self.batch_first, x)
+        resets = None if keep is None else (keep[..., 0] == 0).t()
+        elapsed = elapsed_time_major(timespans, T, B, not unbatched, self.batch_first, x)
+        ts = None if elapsed is None else elapsed[..., 0].t().expand(B, T)
         uniform_scale: float | None = None
         if ts is not None:
-            ts = ts.to(device=x.device, dtype=x.dtype).expand(B, T)
             first = ts.reshape(-1)[0]
             if bool((ts == first).all()):
                 uniform_scale = None if float(first) == 1.0 else float(first)
@@ -686,37 +689,6 @@ class LiquidS4(nn.Module):
                 y, states = self._run_conv(seg, states, dt_scale)
             outs.append(y)
         return torch.cat(outs, dim=1), states
-
-    def _prepare_bt(self, value, B: int, T: int, unbatched: bool, name: str) -> Tensor | None:
-        """Bring resets / timespans to (B, T) (or None).
-
-        resets must be (B, T) [(T, B) if not batch_first; (T,) for unbatched input].
-        timespans may also be a number, (B,) per sample, or carry a trailing singleton dim.
-        """
-        if value is None:
-            return None
-        t = torch.as_tensor(value)
-        if name == "timespans" and t.dim() >= 1 and t.shape[-1] == 1 and t.dim() == (2 if unbatched else 3):
-            t = t[..., 0]
-        if unbatched:
-            if t.dim() == 1:
-                t = t[None]
-        elif t.dim() == 2 and not self.batch_first:
-            t = t.transpose(0, 1)
-        elif name == "timespans" and t.dim() == 1 and t.shape[0] == B:
-            t = t[:, None]
-        ok = t.shape == (B, T) if name == "resets" else t.dim() <= 2
-        if ok:
-            try:
-                return torch.broadcast_to(t, (B, T))
-            except RuntimeError:
-                pass
-        if unbatched:
-            shape = (T,)
-        else:
-            shape = (B, T) if self.batch_first else (T, B)
-        kind = "of shape" if name == "resets" else "broadcastable to"
-        raise ValueError(f"LiquidS4 expected {name} {kind} {shape}, got shape {tuple(torch.as_tensor(value).shape)}.")
 
     def step(self, x: Tensor, hx: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """One recurrence step: x (B, input_size) -> y (B, output_size), new hx (B, state_size)."""

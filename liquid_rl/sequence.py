@@ -75,50 +75,10 @@ class LiquidSequence(nn.Module):
     # --- argument normalisation ------------------------------------------------------
     def _elapsed(self, timespans: Tensor | float | None, T: int, B: int, batched: bool,
                  ref: Tensor) -> Tensor | None:
-        """Any accepted ``timespans`` form -> (T, B, 1) time-major, or None for unit steps.
-
-        Accepted: a scalar; (B,) one value per sample; (B, T) or (B, T, 1) per sample and
-        step ((T, B) / (T, B, 1) when not batch_first); unbatched input takes (T,) or (T, 1).
-        """
-        if timespans is None:
-            return None
-        ts = torch.as_tensor(timespans, dtype=ref.dtype, device=ref.device)
-        if ts.dim() == 0:
-            return ts.reshape(1, 1, 1).expand(T, B, 1)
-        if not batched:
-            if ts.shape in ((T,), (T, 1)):
-                return ts.reshape(T, 1, 1)
-            raise ValueError(f"timespans for an unbatched input of length {T} must be a scalar, (T,) or (T, 1); "
-                             f"got shape {_shape(ts)}")
-        if ts.dim() == 1 and ts.shape[0] == B:
-            return ts.reshape(1, B, 1).expand(T, B, 1)
-        if ts.dim() == 3 and ts.shape[-1] == 1:
-            ts = ts[..., 0]
-        expect = (B, T) if self.batch_first else (T, B)
-        if ts.dim() == 2 and tuple(ts.shape) == expect:
-            ts = ts.t() if self.batch_first else ts
-            return ts.unsqueeze(-1)
-        layout = "(B, T) or (B, T, 1)" if self.batch_first else "(T, B) or (T, B, 1)"
-        raise ValueError(f"timespans must be a scalar, (B,)=({B},) or {layout} with B={B}, T={T}; "
-                         f"got shape {_shape(ts)}")
+        return elapsed_time_major(timespans, T, B, batched, self.batch_first, ref)
 
     def _keep(self, resets: Tensor | None, T: int, B: int, batched: bool, ref: Tensor) -> Tensor | None:
-        """``resets`` (B, T) bool (or (T, B) when not batch_first; (T,) unbatched) -> keep
-        factors (T, B, 1): 0 where the state is zeroed before the step, else 1."""
-        if resets is None:
-            return None
-        r = torch.as_tensor(resets, device=ref.device)
-        if not batched:
-            if r.shape != (T,):
-                raise ValueError(f"resets for an unbatched input of length {T} must have shape ({T},); got {_shape(r)}")
-            r = r.reshape(T, 1)
-        else:
-            expect = (B, T) if self.batch_first else (T, B)
-            if tuple(r.shape) != expect:
-                raise ValueError(f"resets must be a bool tensor of shape {expect} "
-                                 f"({'(B, T)' if self.batch_first else '(T, B)'}); got {_shape(r)}")
-            r = r.t() if self.batch_first else r
-        return (~r.bool()).to(ref.dtype).unsqueeze(-1)
+        return keep_time_major(resets, T, B, batched, self.batch_first, ref)
 
     def _initial_state(self, hx: State | None, B: int, batched: bool, ref: Tensor) -> tuple[Tensor, Tensor | None]:
         if hx is None:
@@ -201,3 +161,54 @@ class LiquidSequence(nn.Module):
             h = h.squeeze(0)
             c = c.squeeze(0) if c is not None else None
         return out, ((h, c) if self.use_mixed else h)
+
+
+def elapsed_time_major(timespans: Tensor | float | None, T: int, B: int, batched: bool, batch_first: bool,
+                       ref: Tensor) -> Tensor | None:
+    """Any accepted ``timespans`` form -> (T, B, 1) time-major (ref's dtype and device), or
+    None for unit steps.
+
+    Accepted: a scalar; (B,) one value per sample; (B, T) or (B, T, 1) per sample and
+    step ((T, B) / (T, B, 1) when not batch_first); unbatched input takes (T,) or (T, 1).
+    """
+    if timespans is None:
+        return None
+    ts = torch.as_tensor(timespans, dtype=ref.dtype, device=ref.device)
+    if ts.dim() == 0:
+        return ts.reshape(1, 1, 1).expand(T, B, 1)
+    if not batched:
+        if ts.shape in ((T,), (T, 1)):
+            return ts.reshape(T, 1, 1)
+        raise ValueError(f"timespans for an unbatched input of length {T} must be a scalar, (T,) or (T, 1); "
+                         f"got shape {_shape(ts)}")
+    if ts.dim() == 1 and ts.shape[0] == B:
+        return ts.reshape(1, B, 1).expand(T, B, 1)
+    if ts.dim() == 3 and ts.shape[-1] == 1:
+        ts = ts[..., 0]
+    expect = (B, T) if batch_first else (T, B)
+    if ts.dim() == 2 and tuple(ts.shape) == expect:
+        ts = ts.t() if batch_first else ts
+        return ts.unsqueeze(-1)
+    layout = "(B, T) or (B, T, 1)" if batch_first else "(T, B) or (T, B, 1)"
+    raise ValueError(f"timespans must be a scalar, (B,)=({B},) or {layout} with B={B}, T={T}; "
+                     f"got shape {_shape(ts)}")
+
+
+def keep_time_major(resets: Tensor | None, T: int, B: int, batched: bool, batch_first: bool,
+                    ref: Tensor) -> Tensor | None:
+    """``resets`` (B, T) bool (or (T, B) when not batch_first; (T,) unbatched) -> keep
+    factors (T, B, 1) in ref's dtype: 0 where the state is zeroed before the step, else 1."""
+    if resets is None:
+        return None
+    r = torch.as_tensor(resets, device=ref.device)
+    if not batched:
+        if r.shape != (T,):
+            raise ValueError(f"resets for an unbatched input of length {T} must have shape ({T},); got {_shape(r)}")
+        r = r.reshape(T, 1)
+    else:
+        expect = (B, T) if batch_first else (T, B)
+        if tuple(r.shape) != expect:
+            raise ValueError(f"resets must be a bool tensor of shape {expect} "
+                             f"({'(B, T)' if batch_first else '(T, B)'}); got {_shape(r)}")
+        r = r.t() if batch_first else r
+    return (~r.bool()).to(ref.dtype).unsqueeze(-1)

@@ -9,13 +9,7 @@ from liquid_rl.cells import CELLS, build_core, make_wiring
 from liquid_rl.wirings import NCP
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small tensors: one thread is fastest, and the test machine's cores are shared.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 CASES = [
     ("ltc", dict()),

@@ -18,13 +18,7 @@ from liquid_rl.extractors import LiquidHistoryExtractor
 PENDULUM = "liquid_rl/PendulumNoVel-v1"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small tensors: one thread is fastest, and the test machine's cores are shared.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 def _stacked(env_id: str, k: int, n_envs: int = 2):

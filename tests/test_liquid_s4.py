@@ -451,7 +451,7 @@ def test_bad_inputs():
         m(torch.randn(2, 5, 3), torch.zeros(2, m.state_size + 1))
     with pytest.raises(ValueError, match="expected hx of shape"):
         m(torch.randn(2, 5, 3), torch.zeros(m.state_size))
-    with pytest.raises(ValueError, match=r"expected resets of shape \(2, 5\)"):
+    with pytest.raises(ValueError, match=r"resets must be a bool tensor of shape \(2, 5\)"):
         m(torch.randn(2, 5, 3), resets=torch.zeros(5, 2, dtype=torch.bool))
     with pytest.raises(ValueError, match="2-D or 3-D input"):
         m(torch.randn(5))

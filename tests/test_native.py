@@ -10,8 +10,7 @@ import sys
 import pytest
 import torch
 
-from liquid_rl import LTC, native, wirings
-from liquid_rl.ltc_fused import resolve_kernel
+from liquid_rl import LTC, kernels, native, wirings
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C++ compiler")
 
@@ -90,10 +89,14 @@ def test_saturated_synapses_stay_finite(batch):
 
 
 def test_auto_resolves_to_native_on_cpu_and_eager_elsewhere():
-    assert resolve_kernel("auto", torch.device("cpu"), torch.float32) == "native"
-    assert resolve_kernel("auto", torch.device("cpu"), torch.bfloat16) == "eager"
-    assert resolve_kernel("native", torch.device("cuda"), torch.float32) == "eager"
-    assert resolve_kernel("compiled", torch.device("cpu"), torch.float32) == "compiled"
+    def resolve(name: str, device: str, dtype: torch.dtype) -> str:
+        return kernels.resolve(name, torch.device(device), dtype).name
+
+    assert resolve("auto", "cpu", torch.float32) == "native"
+    assert resolve("auto", "cpu", torch.bfloat16) == "eager"
+    assert resolve("native", "cuda", torch.float32) == "eager"
+    assert resolve("compiled", "cpu", torch.float32) == "compiled"
+    assert resolve("triton", "cpu", torch.float32) == "triton"   # as named; it raises there if it cannot run
     with pytest.raises(ValueError, match="Unknown LTC kernel 'fast'"):
         LTC(3, 4, kernel="fast")
 
@@ -102,12 +105,12 @@ def test_without_compiler_auto_falls_back_and_native_is_refused(tmp_path):
     code = (
         "import warnings, torch\n"
         "from liquid_rl import LTC\n"
-        "from liquid_rl.ltc_fused import resolve_kernel\n"
+        "from liquid_rl import kernels\n"
         "with warnings.catch_warnings(record=True) as w:\n"
         "    warnings.simplefilter('always')\n"
         "    m = LTC(3, 4)\n"
         "    y, _ = m(torch.randn(2, 5, 3))\n"
-        "assert resolve_kernel('auto', torch.device('cpu'), torch.float32) == 'eager'\n"
+        "assert kernels.resolve('auto', torch.device('cpu'), torch.float32).name == 'eager'\n"
         "assert any('no C++ compiler' in str(x.message) for x in w), [str(x.message) for x in w]\n"
         "try:\n"
         "    LTC(3, 4, kernel='native')\n"

@@ -1,9 +1,11 @@
-"""LTC and CfC: shapes, elapsed times, resets, dtypes, step API, errors, fused kernel."""
+"""The sequence API every liquid model shares (liquid_rl.sequence): shapes, elapsed-time
+and reset forms, dtypes, devices, the one-step cells, the no-grad path, argument errors."""
 
 import pytest
 import torch
 
-from liquid_rl import CfC, CfCCell, LTC, LTCCell, WiredCfCCell, native, wirings
+from liquid_rl import CfC, CfCCell, LTC, LTCCell, WiredCfCCell, wirings
+
 
 MODELS = {
     "ltc": lambda: LTC(5, 8),
@@ -56,18 +58,6 @@ def test_timespan_forms_agree(name):
     assert (y_b[0] - m(x[:1], timespans=3.0)[0][0]).abs().max() > 1e-4
 
 
-def test_ncps_per_sample_timespan_bug_is_fixed():
-    """ncps squeezes (B, T) timespans to (B,) per step and broadcasts them against the
-    neurons, which fails or mixes samples; ours matches per-sample runs (above)."""
-    import ncps.torch as nt
-
-    torch.manual_seed(0)
-    ref = nt.LTC(5, 8)
-    x = torch.randn(4, 6, 5)
-    with pytest.raises(RuntimeError):
-        ref(x, timespans=torch.rand(4, 6))
-
-
 @pytest.mark.parametrize("name", list(MODELS))
 def test_resets_equal_new_sequence(name):
     torch.manual_seed(0)
@@ -115,43 +105,6 @@ def test_cells_one_step_with_state():
         assert not torch.allclose(y, y2)
 
 
-@pytest.mark.parametrize("kernel", ["native", "eager"])
-@pytest.mark.parametrize("unfolds", [1, 6])
-@pytest.mark.parametrize("wiring", ["full", "ncp"])
-def test_fused_kernel_matches_generic_with_gradients(unfolds, wiring, kernel):
-    if kernel == "native" and not native.available():
-        pytest.skip("no C++ compiler")
-    torch.manual_seed(0)
-    w = wirings.FullyConnected(8) if wiring == "full" else wirings.AutoNCP(12, 2)
-    fused = LTC(5, w, ode_unfolds=unfolds, kernel=kernel).double()
-    generic = LTC(5, w, ode_unfolds=unfolds, fused=False).double()
-    generic.load_state_dict(fused.state_dict())
-    x = torch.randn(3, 6, 5, dtype=torch.float64)
-    ts = torch.rand(3, 6, dtype=torch.float64) + 0.1
-    resets = torch.zeros(3, 6, dtype=torch.bool)
-    resets[1, 2] = True
-    h0 = torch.randn(3, w.units, dtype=torch.float64) * 0.3
-    y1, h1 = fused(x, h0, timespans=ts, resets=resets)
-    y2, h2 = generic(x, h0, timespans=ts, resets=resets)
-    torch.testing.assert_close(y1, y2)
-    torch.testing.assert_close(h1, h2)
-    (y1.square().sum() + h1.sum()).backward()
-    (y2.square().sum() + h2.sum()).backward()
-    for (name, p1), p2 in zip(fused.named_parameters(), generic.parameters()):
-        torch.testing.assert_close(p1.grad, p2.grad, msg=name)
-
-
-@pytest.mark.parametrize("kernel", ["native", "eager"])
-def test_fused_kernel_gradcheck(kernel):
-    if kernel == "native" and not native.available():
-        pytest.skip("no C++ compiler")
-    torch.manual_seed(0)
-    m = LTC(3, wirings.AutoNCP(6, 1), ode_unfolds=2, kernel=kernel).double()
-    x = torch.randn(2, 3, 3, dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(2, 6, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x, h: m(x, h)[0], (x, h0))
-
-
 def test_every_parameter_gets_gradient():
     torch.manual_seed(0)
     for m in (LTC(5, wirings.AutoNCP(12, 2)), CfC(5, 8), CfC(5, wirings.AutoNCP(12, 2)), LTC(5, 6, mixed_memory=True)):
@@ -173,69 +126,6 @@ def test_every_parameter_gets_gradient():
 def test_bad_shapes_raise_value_error(make, call, match):
     with pytest.raises(ValueError, match=match):
         call(make())
-
-
-@pytest.mark.parametrize("call, match", [
-    (lambda: LTC(5, 8, solver="dopri5"), "Unknown solver"),
-    (lambda: CfC(5, 8, mode="fast"), "Unknown CfC mode"),
-    (lambda: CfC(5, 8, activation="swish"), "Unknown backbone activation"),
-    (lambda: CfC(5, wirings.AutoNCP(12, 2), backbone_units=64), "wiring"),
-    (lambda: LTC(5, 8, ode_unfolds=0), "ode_unfolds"),
-    (lambda: LTC(5, 8, input_mapping=None, input_scale=0.2), "input_scale=0.2 needs input_mapping"),
-    (lambda: LTC(5, 8, input_mapping="linear", input_shift=0.5), "input_shift=0.5 needs input_mapping 'affine'"),
-    (lambda: LTC(5, 8, input_scale=float("nan")), "must be finite"),
-    (lambda: LTC(5, 8, mixed_memory=True)(torch.randn(2, 3, 5), torch.zeros(2, 8)), r"tuple \(h, c\)"),
-])
-def test_bad_arguments(call, match):
-    with pytest.raises(ValueError, match=match):
-        call()
-
-
-def test_input_scale_and_shift_set_the_initial_input_mapping():
-    """Defaults are ncps' (w 1, b 0); scale/shift only move the starting point, the mapping
-    stays trainable, and the state_dict keys stay ncps'."""
-    torch.manual_seed(0)
-    default, scaled = LTC(5, 8).rnn_cell, LTC(5, 8, input_scale=0.2, input_shift=0.55).rnn_cell
-    assert torch.equal(default.input_w, torch.ones(5)) and torch.equal(default.input_b, torch.zeros(5))
-    assert torch.equal(scaled.input_w, torch.full((5,), 0.2)) and torch.equal(scaled.input_b, torch.full((5,), 0.55))
-    assert scaled.input_w.requires_grad and scaled.input_b.requires_grad
-    assert default.state_dict().keys() == scaled.state_dict().keys()
-    assert torch.equal(LTC(5, 8, input_mapping="linear", input_scale=0.5).rnn_cell.input_w, torch.full((5,), 0.5))
-
-
-def test_scaled_input_mapping_keeps_standardised_inputs_apart():
-    """With ncps' start (w 1, b 0) the sensory sigmoids (mu in [0.3, 0.8], sigma in [3, 8])
-    read all negative standardised inputs as nearly the same; scale 0.2, shift 0.55 keeps
-    them apart: the sensory conductances of z = -2 and z = -0.5 differ over 10x more."""
-    torch.manual_seed(0)
-    z = torch.tensor([[-2.0] * 5, [-0.5] * 5])
-    gaps = []
-    for kwargs in ({}, dict(input_scale=0.2, input_shift=0.55)):
-        torch.manual_seed(0)
-        cell = LTC(5, 16, **kwargs).rnn_cell
-        with torch.no_grad():
-            _, g = cell._sensory(cell._map_inputs(z))
-        gaps.append((g[0] - g[1]).abs().mean().item())
-    assert gaps[1] > 10 * gaps[0]
-
-
-def test_time_constants_are_positive_and_input_dependent():
-    torch.manual_seed(0)
-    cell = LTC(5, 8).rnn_cell
-    h = torch.zeros(4, 8)
-    tau_a = cell.time_constants(h, torch.zeros(4, 5))
-    tau_b = cell.time_constants(h, torch.full((4, 5), 3.0))
-    assert tau_a.shape == (4, 8) and (tau_a > 0).all()
-    assert not torch.allclose(tau_a, tau_b)
-
-
-def test_fully_connected_ltc_starts_with_time_constants_of_a_tenth_of_a_step():
-    """What ``step_time`` in the policies is for: at ncps' initialisation a 32-neuron LTC
-    settles in ~0.1 time unit, so with one unit per env step little state carries over."""
-    torch.manual_seed(0)
-    cell = LTC(4, 32).rnn_cell
-    tau = cell.time_constants(torch.rand(256, 32) * 2 - 1, torch.randn(256, 4))
-    assert 0.05 < tau.median().item() < 0.2 and tau.max().item() < 0.5
 
 
 NO_GRAD_MODELS = {
@@ -274,41 +164,6 @@ def test_no_grad_path_matches_and_follows_parameter_changes(name):
         torch.testing.assert_close(other(x)[0], after)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: CfC(5, 8), lambda: CfC(5, 8, mode="no_gate"), lambda: CfC(5, 8, activation="tanh"),
-    lambda: CfC(5, wirings.AutoNCP(12, 2)), lambda: CfC(5, wirings.AutoNCP(12, 2), mode="no_gate"),
-])
-def test_fused_cfc_matches_autograd_path(make):
-    torch.manual_seed(0)
-    fused, plain = make().double(), make().double()
-    plain.load_state_dict(fused.state_dict())
-    for module in plain.modules():
-        if isinstance(module, CfCCell):
-            module.fused = False
-    x = torch.randn(3, 7, 5, dtype=torch.float64)
-    h0 = torch.randn(3, fused.state_size, dtype=torch.float64)
-    resets = torch.zeros(3, 7, dtype=torch.bool)
-    resets[1, 3] = True
-    ts = torch.rand(3, 7, dtype=torch.float64)
-    inputs = [(x.clone().requires_grad_(), h0.clone().requires_grad_()) for _ in range(2)]
-    outs = [m(xi, hi, timespans=ts, resets=resets) for m, (xi, hi) in zip((fused, plain), inputs)]
-    for y, h in outs:
-        (y.square().sum() + h.sum()).backward()
-    torch.testing.assert_close(outs[0][0], outs[1][0])
-    for a, b in zip(inputs[0], inputs[1]):
-        torch.testing.assert_close(a.grad, b.grad)
-    for (name, p), q in zip(fused.named_parameters(), plain.parameters()):
-        torch.testing.assert_close(p.grad, q.grad, msg=name)
-
-
-def test_fused_cfc_gradcheck():
-    torch.manual_seed(0)
-    m = CfC(3, 4, backbone_units=6).double()
-    x = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x, h: m(x, h, timespans=0.7)[0], (x, h0))
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("name", ["ltc", "ltc_ncp", "cfc", "cfc_ncp"])
 def test_solver_loop_has_no_host_synchronisation(name):
@@ -328,6 +183,8 @@ def test_solver_loop_has_no_host_synchronisation(name):
 
 
 SYNC_POINTS = ("item", "tolist", "numpy", "cpu", "nonzero", "__bool__", "__float__", "__int__", "__index__")
+
+
 EAGER_MODELS = {   # what CUDA runs: the PyTorch LTC kernel, no CPU denormal switch (it reads a CPU tensor)
     "ltc": lambda: LTC(5, 8, kernel="eager", flush_denormal=False),
     "ltc_ncp": lambda: LTC(5, wirings.AutoNCP(12, 2), kernel="eager", flush_denormal=False),
@@ -358,23 +215,3 @@ def test_solver_loop_reads_no_tensor_value_on_the_host(name, monkeypatch):
         m(x, timespans=ts, resets=resets)
     monkeypatch.undo()
     assert calls == [], f"host reads in the solver loop: {sorted(set(calls))}"
-
-
-def test_denormal_flushing_is_scoped_to_the_ltc():
-    """The CPU flushes denormals while an LTC runs and the setting is restored after, so
-    code running beside it (numpy, hypothesis' float strategies) keeps IEEE semantics."""
-    from liquid_rl.ltc import denormals_flushed
-
-    assert not denormals_flushed()
-    m = LTC(3, 5)
-    y, _ = m(torch.randn(2, 4, 3))
-    y.sum().backward()
-    with torch.no_grad():
-        m(torch.randn(2, 4, 3))
-    assert not denormals_flushed()
-    torch.set_flush_denormal(True)
-    try:
-        m(torch.randn(2, 4, 3))
-        assert denormals_flushed()  # a setting made by the user is left alone
-    finally:
-        torch.set_flush_denormal(False)
