@@ -29,10 +29,14 @@ Each of the T + 1 observations of a window (its T observations, then the next
 observation of its last step) goes once through every core: one core call over the
 whole batch for the burn-in and one for the rest, per network.
 
+Previous action and reward (``policy_kwargs=dict(core_inputs=("obs", "prev_action",
+"prev_reward"))``, pomdp-baselines' inputs): the env must be wrapped in
+``liquid_rl.core_inputs.PreviousActionReward``, which appends them to the observation,
+so that the replay stores exactly what the actor saw and ``predict`` needs no extra state.
+
 Limits: Box actions and Box (or Discrete) observations; the cells advance one time unit
 per env step (no elapsed-time input, unlike ``LiquidRecurrentPolicy``'s ``dt_key``);
-the cores read observations only (pomdp-baselines' previous action and reward as extra
-inputs are not offered); no gSDE.
+no gSDE.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import obs_as_tensor, polyak_update
+from stable_baselines3.common.utils import obs_as_tensor, polyak_update, update_learning_rate
 
 from liquid_rl.agents.recurrent_sac_policy import RecurrentActor, RecurrentCritic, RecurrentSACPolicy
 from liquid_rl.agents.sequence_replay import SequenceReplayBuffer, SequenceReplayBufferSamples
@@ -99,8 +103,11 @@ class RecurrentSAC(OffPolicyAlgorithm):
         of the first learning step.
     :param max_grad_norm: clip the actor's and the critic's gradient norms to this before
         each step (backpropagation through time can spike them); None, SAC's way, clips
-        nothing. With clipping, the norms before it are logged as ``train/*_grad_norm``
-        (``float("inf")`` logs them without clipping).
+        nothing. The norms before clipping are always logged as ``train/actor_grad_norm``
+        and ``train/critic_grad_norm``, beside the temperature ``train/ent_coef``.
+    :param actor_learning_rate, critic_learning_rate: constant learning rates of the actor
+        and of the critic (cores, embeddings and heads), instead of ``learning_rate``'s
+        schedule (which the entropy temperature keeps); None: ``learning_rate``.
 
     ``policy_kwargs`` go to :class:`~liquid_rl.agents.recurrent_sac_policy.RecurrentSACPolicy`:
     ``cell`` ("cfc", "ltc", "lstm", "liquid_s4", ...), ``units``, ``wiring``,
@@ -141,6 +148,8 @@ class RecurrentSAC(OffPolicyAlgorithm):
         burn_in_state: str = "zero",
         cross_episodes: bool = True,
         max_grad_norm: float | None = None,
+        actor_learning_rate: float | None = None,
+        critic_learning_rate: float | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -157,6 +166,9 @@ class RecurrentSAC(OffPolicyAlgorithm):
             raise ValueError(f"need sequence_length >= 1 and burn_in >= 0, got {sequence_length} and {burn_in}")
         if max_grad_norm is not None and not float(max_grad_norm) > 0:
             raise ValueError(f"max_grad_norm must be > 0 or None (no clipping), got {max_grad_norm}")
+        for name, lr in (("actor_learning_rate", actor_learning_rate), ("critic_learning_rate", critic_learning_rate)):
+            if lr is not None and not 0 < float(lr) <= 1:
+                raise ValueError(f"{name} must be in (0, 1] or None (learning_rate), got {lr}")
         super().__init__(
             policy,
             env,
@@ -186,6 +198,8 @@ class RecurrentSAC(OffPolicyAlgorithm):
         self.burn_in_state = burn_in_state
         self.cross_episodes = bool(cross_episodes)
         self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
+        self.actor_learning_rate = None if actor_learning_rate is None else float(actor_learning_rate)
+        self.critic_learning_rate = None if critic_learning_rate is None else float(critic_learning_rate)
         self.target_entropy = target_entropy
         self.log_ent_coef: th.Tensor | None = None
         self.ent_coef = ent_coef
@@ -261,6 +275,10 @@ class RecurrentSAC(OffPolicyAlgorithm):
         if self.ent_coef_optimizer is not None:
             optimizers.append(self.ent_coef_optimizer)
         self._update_learning_rate(optimizers)
+        for optimizer, lr in ((self.actor.optimizer, self.actor_learning_rate),
+                              (self.critic.optimizer, self.critic_learning_rate)):
+            if lr is not None:
+                update_learning_rate(optimizer, lr)
 
         b = self.burn_in  # steps 0..b-1 of a window: burn-in; b..T-1: the L learning steps
         ent_coef_losses, ent_coefs, actor_losses, critic_losses = [], [], [], []
@@ -326,9 +344,9 @@ class RecurrentSAC(OffPolicyAlgorithm):
             actor_loss.backward()
             self.critic.optimizer.zero_grad()
             critic_loss.backward()
-            if self.max_grad_norm is not None:
-                for name, net in (("actor", self.actor), ("critic", self.critic)):
-                    grad_norms[name].append(th.nn.utils.clip_grad_norm_(net.parameters(), self.max_grad_norm).item())
+            clip = self.max_grad_norm if self.max_grad_norm is not None else float("inf")
+            for name, net in (("actor", self.actor), ("critic", self.critic)):
+                grad_norms[name].append(th.nn.utils.clip_grad_norm_(net.parameters(), clip).item())
             self.critic.optimizer.step()
             self.actor.optimizer.step()
 

@@ -289,6 +289,7 @@ def test_replay_buffer_round_trip_and_resume(tmp_path):
         (dict(replay_buffer_class=SequenceReplayBuffer.__mro__[1]), "SequenceReplayBuffer"),
         (dict(buffer_size=10), "cannot hold one window"),
         (dict(max_grad_norm=0), "max_grad_norm must be > 0"),
+        (dict(critic_learning_rate=0.0), "critic_learning_rate must be in \\(0, 1\\]"),
     ],
 )
 def test_bad_input_raises_value_error(kwargs, match):
@@ -299,7 +300,7 @@ def test_bad_input_raises_value_error(kwargs, match):
 @pytest.mark.parametrize("max_grad_norm", [None, 1e-3])
 def test_max_grad_norm_clips_what_each_optimizer_steps_on(max_grad_norm):
     """The gradient norm each optimizer sees is at most ``max_grad_norm``; unclipped it is
-    well above 1e-3 here, so the bound is not met by chance; the pre-clip norms are logged."""
+    well above 1e-3 here, so the bound is not met by chance; the pre-clip norms are always logged."""
     model = make(max_grad_norm=max_grad_norm)
     model.learn(60)  # fill past learning_starts
     seen: dict[str, list[float]] = {"actor": [], "critic": []}
@@ -317,7 +318,30 @@ def test_max_grad_norm_clips_what_each_optimizer_steps_on(max_grad_norm):
         assert len(seen[name]) == 5
         if max_grad_norm is None:
             assert max(seen[name]) > 10 * 1e-3
-            assert f"train/{name}_grad_norm" not in model.logger.name_to_value
+            logged = model.logger.name_to_value[f"train/{name}_grad_norm"]
+            assert logged == pytest.approx(float(np.mean(seen[name])), rel=1e-4)
         else:
             assert max(seen[name]) <= max_grad_norm * (1 + 1e-4)
             assert model.logger.name_to_value[f"train/{name}_grad_norm"] > max_grad_norm
+
+
+def test_actor_and_critic_learning_rates_and_the_temperature_schedule():
+    model = make(learning_rate=1e-3, actor_learning_rate=2e-4, critic_learning_rate=5e-4)
+    model.learn(60)
+    assert [g["lr"] for g in model.actor.optimizer.param_groups] == [2e-4]
+    assert [g["lr"] for g in model.critic.optimizer.param_groups] == [5e-4]
+    assert model.ent_coef_optimizer.param_groups[0]["lr"] == 1e-3
+    assert "train/ent_coef" in model.logger.name_to_value
+
+
+def test_64_windows_of_64_steps_from_a_zero_start():
+    """pomdp-baselines' batch: 64 sequences x 64 steps, no burn-in, in one call per core."""
+    model = make(batch_size=64, sequence_length=64, burn_in=0, learning_starts=80, n_envs=1)
+    calls = []
+    hook = model.actor.core.register_forward_hook(lambda m, args, out: calls.append(args[0].shape))
+    model.learn(81)
+    hook.remove()
+    assert (65, 64, model.actor.core.input_size) in calls  # T + 1 positions, 64 windows, one call
+    data = model.replay_buffer.sample(64)
+    assert data.observations.shape[:2] == (64, 64)
+    assert bool(data.mask.all())  # 81 stored rows: every window lies in stored data
