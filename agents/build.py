@@ -38,6 +38,7 @@ from torch import nn
 from liquid_rl.agents.algorithms import get_algorithm, is_off_policy
 from liquid_rl.agents.config import ACTIVATIONS, WRAPPERS, import_target
 from liquid_rl.agents.errors import ConfigError
+from liquid_rl.agents.finite_check import FiniteCheck
 from liquid_rl.agents.memory_estimate import check_memory
 from liquid_rl.core_inputs import PreviousActionReward, extras
 
@@ -96,7 +97,7 @@ def make_env_fn(env_cfg: Mapping[str, Any], seed: int | None = None, render_mode
 def make_vec_env(cfg: Mapping[str, Any], n_envs: int | None = None, seed: int | None = None,
                  training: bool = True, render_mode: str | None = None, noise: float = 0.0,
                  normalization: Mapping[str, Any] | None = None, subprocess: bool | None = None,
-                 perturb: Callable[[gym.Env], gym.Env] | None = None) -> VecEnv:
+                 perturb: Callable[[gym.Env], gym.Env] | None = None, check_finite: bool | None = None) -> VecEnv:
     """The vectorised env of a config.
 
     Args:
@@ -109,6 +110,8 @@ def make_vec_env(cfg: Mapping[str, Any], n_envs: int | None = None, seed: int | 
         normalization: VecNormalize statistics to load (:func:`normalization_to_json` form).
         subprocess: SubprocVecEnv (default: ``env.vec_env == "subproc"`` and n_envs > 1).
         perturb: wraps each raw env (see :func:`make_env_fn`).
+        check_finite: stop with a :class:`UserError` at a NaN or infinite observation,
+            reward or action (default: ``train.check_finite`` when training, on otherwise).
     """
     env_cfg = cfg["env"]
     n = int(n_envs or env_cfg["n_envs"])
@@ -121,6 +124,8 @@ def make_vec_env(cfg: Mapping[str, Any], n_envs: int | None = None, seed: int | 
         raise ConfigError(f"'env' {env_cfg['id']}: {_one_line(e)}") from None
     if seed is not None:
         venv.seed(seed)
+    if check_finite if check_finite is not None else (cfg["train"]["check_finite"] or not training):
+        venv = FiniteCheck(venv, env_cfg["id"])
     previous = extras(cfg["policy"].get("core_inputs") or ())
     if previous:  # the previous action and reward travel in the observation (liquid_rl.core_inputs)
         try:

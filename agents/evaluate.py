@@ -118,7 +118,8 @@ def _check_video_path(video: str | Path) -> None:
 def evaluate(source: Any, episodes: int = 10, deterministic: bool = True, video: str | Path | None = None,
              noise: float = 0.0, json_path: str | Path | None = None, seed: int = 0, device: str = "auto",
              progress: bool = False,
-             perturb: Callable[[gym.Env], gym.Env] | None = None, backend: str = "torch") -> dict[str, Any]:
+             perturb: Callable[[gym.Env], gym.Env] | None = None, backend: str = "torch",
+             check_finite: bool = True) -> dict[str, Any]:
     """Evaluate a saved agent.
 
     Args:
@@ -135,6 +136,8 @@ def evaluate(source: Any, episodes: int = 10, deterministic: bool = True, video:
         perturb: wraps the raw env (a perturbation of ``liquid_rl.envs.wrappers``).
         backend: "torch" (``model.predict``) or "onnx" (the actor exported to ONNX, run by
             onnxruntime on the raw env; deterministic only).
+        check_finite: stop with a :class:`UserError` at a NaN or infinite observation,
+            reward or action (``liquid_rl.agents.finite_check``).
 
     Returns:
         ``{"mean_return", "std_return", "mean_length", "std_length", "returns", "lengths",
@@ -155,7 +158,7 @@ def evaluate(source: Any, episodes: int = 10, deterministic: bool = True, video:
     if backend == "onnx" and not deterministic:
         raise UserError("--backend onnx runs the exported deterministic actor; add --deterministic")
     agent = source if isinstance(source, Agent) else load_agent(source, device=device)
-    env_kwargs = dict(n_envs=1, seed=seed, noise=float(noise),
+    env_kwargs = dict(n_envs=1, seed=seed, noise=float(noise), check_finite=check_finite,
                       render_mode="rgb_array" if video is not None else None, perturb=perturb)
     model: Any = agent.model
     if backend == "onnx":

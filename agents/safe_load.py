@@ -87,13 +87,14 @@ class Agent:
 
     def make_env(self, n_envs: int = 1, seed: int | None = None, noise: float = 0.0,
                  render_mode: str | None = None,
-                 perturb: Callable[[gym.Env], gym.Env] | None = None) -> VecEnv:
+                 perturb: Callable[[gym.Env], gym.Env] | None = None, check_finite: bool = True) -> VecEnv:
         """The env of the config as the agent saw it (frozen normalisation statistics),
         optionally with Gaussian observation noise ``noise`` or a ``perturb`` wrapper
-        around the raw env."""
+        around the raw env; ``check_finite``: a NaN or infinite value stops it with a
+        :class:`UserError`."""
         return make_vec_env(self.config, n_envs=n_envs, seed=seed, training=False, render_mode=render_mode,
                             noise=noise, normalization=self.normalization, subprocess=False,
-                            perturb=perturb)
+                            perturb=perturb, check_finite=check_finite)
 
 
 class _SpacesEnv(gym.Env):

@@ -305,7 +305,8 @@ def train(config: str | Path | Mapping[str, Any], out: str | Path | None = None,
     apply_threads(cfg)
     venv = make_vec_env(cfg, seed=seed)
     try:
-        eval_env = make_vec_env(cfg, n_envs=1, seed=seed + EVAL_SEED_OFFSET, training=False)
+        eval_env = make_vec_env(cfg, n_envs=1, seed=seed + EVAL_SEED_OFFSET, training=False,
+                                check_finite=cfg["train"]["check_finite"])
         model = build_model(cfg, venv)
     except BaseException:
         venv.close()
@@ -392,7 +393,8 @@ def _resume_locked(run: Path, cfg: dict[str, Any], progress_bar: bool | None,
                 venv.close()
                 raise UserError(f"checkpoint {ckpt.path} has no replay buffer")
             load_replay_buffer(model.replay_buffer, ckpt.replay_buffer_path)
-    eval_env = make_vec_env(cfg, n_envs=1, seed=seed + EVAL_SEED_OFFSET + start, training=False)
+    eval_env = make_vec_env(cfg, n_envs=1, seed=seed + EVAL_SEED_OFFSET + start, training=False,
+                            check_finite=cfg["train"]["check_finite"])
 
     atomic_write_text(run / "config.yaml", dump_config(cfg))
     _truncate_logs(run, start)

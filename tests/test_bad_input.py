@@ -10,8 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import pytest
 
+from liquid_rl.agents.build import make_vec_env
+from liquid_rl.agents.config import UserError, validate_config
 from liquid_rl.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,3 +133,55 @@ def test_the_lock_is_released_when_its_process_is_killed(tmp_path):
     with RunLock(run) as lock:
         assert lock.held and time.monotonic() < deadline
         assert (run / ".lock").read_text().strip() == str(os.getpid())
+
+
+# --- NaN and inf from the env --------------------------------------------------------------
+
+class _NaNAfter(gym.Wrapper):
+    """A sensor that fails: the observation's first entry is NaN from the third step on."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.t = 0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.t += 1
+        if self.t >= 3:
+            obs = np.array(obs, dtype=np.float32)
+            obs[0] = np.nan
+        return obs, reward, terminated, truncated, info
+
+
+def _steps(venv, n: int = 5) -> None:
+    venv.reset()
+    for _ in range(n):
+        venv.step(np.zeros(venv.num_envs, dtype=np.int64))
+
+
+@pytest.mark.parametrize("training, check, stops", [
+    (True, True, True), (True, False, False), (False, True, True), (False, False, True)])
+def test_a_nan_observation_stops_with_one_clear_line(training, check, stops):
+    cfg = validate_config({"env": {"id": "CartPole-v1"}, "algo": {"name": "ppo"},
+                           "train": {"total_timesteps": 100, "check_finite": check}})
+    venv = make_vec_env(cfg, n_envs=1, seed=0, training=training, perturb=_NaNAfter)
+    try:
+        if not stops:
+            _steps(venv)  # the check is off in training: NaN passes
+            return
+        with pytest.raises(UserError) as info:
+            _steps(venv)
+        message = str(info.value)
+        assert message.startswith("found nan in observations from env CartPole-v1;") and "\n" not in message
+        assert "train.check_finite: false or eval --no-finite-check turn this check off" in message
+    finally:
+        venv.close()
+
+
+def test_eval_can_switch_the_check_off():
+    cfg = validate_config({"env": {"id": "CartPole-v1"}, "algo": {"name": "ppo"}, "train": {"total_timesteps": 100}})
+    venv = make_vec_env(cfg, n_envs=1, seed=0, training=False, perturb=_NaNAfter, check_finite=False)
+    try:
+        _steps(venv)
+    finally:
+        venv.close()

@@ -179,6 +179,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "eval_deterministic": Key(boolean, True, "deterministic actions in periodic evaluations"),
         "diagnostics_every": Key(integer(0), 2000, "env steps between liquid diagnostics in TensorBoard (0: never)"),
         "progress_bar": Key(boolean, True, "show a progress bar"),
+        "check_finite": Key(boolean, True, "stop with an error at a NaN or infinite observation, reward or action"),
         "verbose": Key(integer(0, 2), 0, "stable-baselines3 verbosity"),
     },
 }

@@ -27,6 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                    help="torch: model.predict; onnx: the exported actor in onnxruntime (with --deterministic)")
+    e.add_argument("--no-finite-check", action="store_true",
+                   help="do not stop at a NaN or infinite observation, reward or action")
 
 
 def _default_json(source: str, noise: float, model: str | None = None) -> Path:
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         json_path = json_path.with_name(f"{json_path.stem}_{args.backend}.json")
     result = evaluate(agent, episodes=args.episodes, deterministic=args.deterministic, video=args.video,
                       noise=args.noise, json_path=json_path, seed=args.seed, progress=not args.no_progress,
-                      backend=args.backend)
+                      backend=args.backend, check_finite=not args.no_finite_check)
     noise = f", observation noise sigma={args.noise:g}" if args.noise else ""
     print(f"{result['env_id']}: {result['episodes']} episodes ({'deterministic' if args.deterministic else 'stochastic'}"
           f"{noise}) of {result['model']}")
