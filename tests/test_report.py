@@ -82,6 +82,7 @@ def test_report_of_nothing_finished_exits_2(tmp_path, capsys):
 def test_benchmark_result_files_are_readable(name):
     path = ROOT / "docs" / "results" / name
     rows = read_sweep_rows([path])
+    assert len(rows) == sum(1 for line in path.read_text().splitlines() if line.strip())  # no row merged away
     assert rows and all(r["status"] == "finished" and r["final_return"] is not None for r in rows)
     reports = aggregate(rows, reps=100)
     assert sum(len(s.scores) for r in reports for s in r.settings) == len(rows)

@@ -108,6 +108,9 @@ def test_grid_of_two_settings_and_two_seeds_gives_four_rows(tmp_path, ray_local)
         assert set(ROW_KEYS) <= set(r)
         assert r["status"] == "finished" and r["timesteps"] == 384 and r["task"] == "liquid_rl/CartPoleNoVel-v1"
         assert [s for s, _ in r["curve"]] == [128, 256, 384]
+        assert TINY.items() <= r["overrides"].items()  # every key the trial set
+        rate = r["overrides"]["algo.hyperparams.learning_rate"]
+        assert r["setting"] == f"cartpole_novel_mlp algo.hyperparams.learning_rate={rate}"
         assert r["final_return"] == r["curve"][-1][1] and r["best_return"] == max(v for _, v in r["curve"])
         run = json.loads((Path(r["run_dir"]) / "run.json").read_text())
         assert run["status"] == "finished" and (Path(r["run_dir"]) / "final" / "model.zip").is_file()

@@ -1,7 +1,8 @@
 """``trials.jsonl``: one row per finished trial of a sweep, and readers of older result files.
 
 Row keys: ``trial`` (run name), ``setting`` (what the seeds of one setting share), ``task``
-(env id), ``seed``, ``overrides`` (the dotted keys and values of that trial), ``final_return``
+(env id), ``seed``, ``overrides`` (every dotted key and value the trial set: the sweep's ``set:``
+and its grid or search values), ``final_return``
 (the last evaluation's mean return), ``best_return`` (the best evaluation's), ``timesteps``,
 ``wall_s``, ``run_dir``, ``status`` (finished, pruned or error), ``curve`` ([[step, mean
 return], ...] of the periodic evaluations).
@@ -42,10 +43,18 @@ def from_legacy(row: Mapping[str, Any]) -> dict[str, Any]:
     final = row.get("mean", row.get("mean_return"))
     curve = [[int(s), float(r)] for s, r in row.get("curve", [])]
     best = row.get("best_curve_return", max((r for _, r in curve), default=final))
+    if isinstance(row.get("best"), dict) and "mean" in row["best"]:  # the best curve point's policy, re-evaluated
+        best = row["best"]["mean"]
     suite = row.get("suite")
-    setting = str(row["policy"]) + (f" ({row['normalize']})" if "normalize" in row else "")
+    # What the seeds of one setting share: rows of other budgets, normalisations or tuning
+    # variants never mix (PPO rows without ``normalize`` normalised observations only).
+    normalize = row.get("normalize", "none" if suite in (None, "sac_history") else "obs")
+    parts = [str(row["policy"]), row.get("variant") or "", f"normalize {normalize}" if suite else "",
+             f"{int(row.get('steps', 0)) // 1000}k steps" if row.get("steps") else ""]
+    setting = ", ".join(p for p in parts if p)
     return {
-        "trial": f"{suite + '-' if suite else ''}{row['policy']}-seed{row['seed']}",
+        "trial": "-".join(str(x) for x in (suite, str(row["task"]).split("/")[-1], row["policy"], row.get("variant"),
+                                           normalize, row.get("steps"), f"seed{row['seed']}") if x),
         "setting": setting,
         "task": str(row["task"]).split("/")[-1],
         "seed": int(row["seed"]),

@@ -201,7 +201,7 @@ def _tune_config(spec: SweepSpec, concurrent: int | None):
 
 def _add_pruned(rows: _Rows, result: Any, out: Path) -> None:
     """A trial the scheduler stopped: its row says ``pruned`` (it ran up to ``timesteps``)."""
-    from liquid_rl.agents.sweep.trial import setting_label, trial_row
+    from liquid_rl.agents.sweep.trial import previous_wall, setting_label, trial_row
 
     name = (result.metrics or {}).get("trial")
     config = result.config or {}
@@ -211,13 +211,12 @@ def _add_pruned(rows: _Rows, result: Any, out: Path) -> None:
     overrides = {**spec["overrides"], **(config.get("search") or {})}
     run_dir = out / "runs" / name
     if run_dir.is_dir():
-        from liquid_rl.agents.sweep.trial import _previous_wall
-
-        rows.add(trial_row(run_dir, name, setting_label(spec["base"], overrides), spec["seed"], overrides, "pruned",
-                           round(_previous_wall(run_dir), 2)))
+        rows.add(trial_row(run_dir, name, setting_label(spec["base"], overrides), spec["seed"],
+                           {**config.get("fixed", {}), **overrides}, "pruned",
+                           round(previous_wall(run_dir), 2)))
 
 
 def summary_line(summary: SweepSummary) -> str:
     return (f"liquid-rl: sweep done: {summary['finished']} finished, {summary['pruned']} pruned, "
-            f"{summary['error']} failed in {summary['wall_s']:.0f} s (Ray started in {summary['ray_start_s']:.1f} s). Trials: {summary['dir']}/{TRIALS_FILE}; "
-            f"report: liquid-rl report {summary['dir']}")
+            f"{summary['error']} failed in {summary['wall_s']:.0f} s (Ray started in {summary['ray_start_s']:.1f} s). "
+            f"Trials: {summary['dir']}/{TRIALS_FILE}; report: liquid-rl report {summary['dir']}")

@@ -13,7 +13,7 @@ from typing import Any
 
 from liquid_rl.agents.sweep.spec import override_strings, trial_name
 
-__all__ = ["run_trial", "trial_row"]
+__all__ = ["run_trial", "trial_row", "setting_label", "previous_wall", "WALL_FILE"]
 
 WALL_FILE = "sweep_wall_s.json"  # seconds this trial has run, over all attempts
 
@@ -77,7 +77,7 @@ def run_trial(config: dict[str, Any]) -> None:
     if config.get("gpus", 0) > 0:
         extra.append("train.device=cuda")
     best = [float("-inf")]
-    start, previous = time.time(), _previous_wall(run_dir)
+    start, previous = time.time(), previous_wall(run_dir)
 
     def wall() -> float:
         total = previous + time.time() - start
@@ -101,7 +101,7 @@ def run_trial(config: dict[str, Any]) -> None:
             else:
                 train(spec["base"], run_dir, overrides=extra, seed=spec["seed"], overwrite=True,
                       on_evaluation=report)
-        row = trial_row(run_dir, name, setting, spec["seed"], overrides, "finished",
+        row = trial_row(run_dir, name, setting, spec["seed"], {**config["fixed"], **overrides}, "finished",
                         round(previous if status == "finished" else wall(), 2))
         last = {"mean_return": row["final_return"] if row["final_return"] is not None else float("nan"),
                 "step": row["timesteps"]}
@@ -109,7 +109,7 @@ def run_trial(config: dict[str, Any]) -> None:
         report(last, finished=True, row=row)
 
 
-def _previous_wall(run_dir: Path) -> float:
+def previous_wall(run_dir: Path) -> float:
     """Wall time earlier attempts of a trial spent (updated at each evaluation)."""
     try:
         return float(json.loads((run_dir / WALL_FILE).read_text()))
