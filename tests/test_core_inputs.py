@@ -3,6 +3,10 @@ and RecurrentPPO with them, and the reward-only HiddenTarget task. Short runs on
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -21,6 +25,7 @@ from liquid_rl.envs.hidden_target import HiddenTargetEnv
 from liquid_rl.policies import LiquidRecurrentPolicy
 
 ALL = ("obs", "prev_action", "prev_reward")
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @pytest.fixture(autouse=True)
@@ -203,3 +208,27 @@ def test_hidden_target_env():
     assert gym.spec("liquid_rl/HiddenTarget-v0") is not None
     with pytest.raises(ValueError, match="dims must be a positive integer"):
         HiddenTargetEnv(dims=0)
+
+
+def _cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "liquid_rl.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def test_cli_trains_hidden_target_with_core_inputs_from_the_config(tmp_path):
+    out = tmp_path / "run"
+    proc = _cli("train", "--config", str(CONFIGS / "hidden_target_recurrent_sac_reward.yaml"), "--out", str(out),
+                "--no-progress", "--set", "train.total_timesteps=120", "--set", "algo.hyperparams.learning_starts=100",
+                "--set", "algo.hyperparams.batch_size=4", "--set", "train.eval_every=0",
+                "--set", "train.checkpoint_every=1000", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    model = RecurrentSAC.load(out / "final" / "model.zip", device="cpu")
+    assert model.policy.core_inputs == ALL and model.observation_space.shape == (1 + 1 + 1,)
+
+
+def test_cli_refuses_bad_core_inputs_with_exit_2(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text((CONFIGS / "hidden_target_recurrent_sac_reward.yaml").read_text()
+                   .replace("[obs, prev_action, prev_reward]", "[obs, prev_obs]"))
+    proc = _cli("check", str(cfg), cwd=tmp_path)
+    assert proc.returncode == 2 and "core_inputs" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
