@@ -9,6 +9,11 @@ When no compiler is found or the build fails, :func:`load` returns None once wit
 warning and the LTC runs on its PyTorch kernel instead (same numbers, slower).
 Set ``LIQUID_RL_NATIVE=0`` to never build or use it.
 
+``LIQUID_RL_NATIVE_ISA`` picks the instruction set the library is built for (see
+:data:`ISA_FLAGS`): "native" (default, this CPU), "avx512" (x86-64-v4), "avx2"
+(x86-64-v3: AVX2 and FMA, what most laptops and AMD Zen 2/3 have) or "generic" (the
+compiler's baseline), so that one machine can build and test every code path.
+
 Large batches split into chunks that run in parallel on up to ``torch.get_num_threads()``
 threads. The library is built with OpenMP, and torch (imported first) has already loaded
 its own ``libgomp.so.1``, so the chunks run on torch's thread pool; a compiler without
@@ -35,7 +40,17 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 _SOURCE = Path(__file__).parent / "csrc" / "ltc_cpu.cpp"
-_FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-pthread", "-shared", "-fPIC", "-std=c++17"]
+_FLAGS = ["-O3", "-fno-math-errno", "-pthread", "-shared", "-fPIC", "-std=c++17"]
+_ARM = platform.machine().lower() in ("arm64", "aarch64")
+# Apple's clang takes -mcpu=native, not -march=native; aarch64 always has 128-bit NEON.
+ISA_FLAGS: dict[str, list[str]] = {
+    "native": ["-mcpu=native"] if _ARM else ["-march=native"],
+    "avx512": ["-march=x86-64-v4", "-mtune=native"],
+    "avx2": ["-march=x86-64-v3", "-mtune=native"],
+    "generic": [],
+}
+# /proc/cpuinfo flags an ISA needs (x86-64-v3 / -v4 as defined by the psABI, the main ones).
+_ISA_CPU_FLAGS = {"avx2": {"avx2", "fma", "bmi2", "f16c"}, "avx512": {"avx512f", "avx512bw", "avx512dq", "avx512vl"}}
 _PARALLEL_FLAGS = (["-fopenmp"], ["-fopenmp-simd"])   # tried in this order
 _ABI_VERSION = 6
 _lib: ctypes.CDLL | None = None
@@ -46,6 +61,34 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("LIQUID_RL_CACHE") or Path.home() / ".cache" / "liquid_rl")
 
 
+def isa() -> str:
+    """The instruction set to build for: ``$LIQUID_RL_NATIVE_ISA`` (default "native")."""
+    name = os.environ.get("LIQUID_RL_NATIVE_ISA") or "native"
+    if name not in ISA_FLAGS:
+        raise ValueError(f"LIQUID_RL_NATIVE_ISA={name!r} is not one of {sorted(ISA_FLAGS)}")
+    return name
+
+
+def cpu_runs(name: str) -> bool:
+    """Whether this CPU executes code built for ISA ``name`` ("native" and "generic" always;
+    "avx2"/"avx512" on x86-64 CPUs whose /proc/cpuinfo lists the needed flags)."""
+    if name in ("native", "generic"):
+        return True
+    if _ARM or platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((set(line.split(":", 1)[1].split()) for line in text.splitlines() if line.startswith("flags")), set())
+    return _ISA_CPU_FLAGS[name] <= flags
+
+
+def build_flags() -> list[str]:
+    """The compiler flags of the build for :func:`isa` (before the OpenMP flag)."""
+    return [*_FLAGS, *ISA_FLAGS[isa()]]
+
+
 def _compiler() -> str | None:
     return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
 
@@ -53,7 +96,8 @@ def _compiler() -> str | None:
 def _build(cxx: str, flags: list[str]) -> Path:
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
     key = hashlib.sha256("\0".join([_SOURCE.read_text(), " ".join(flags), version, platform.machine(),
-                                    platform.node() if "-march=native" in flags else ""]).encode()).hexdigest()[:16]
+                                    platform.node() if any("native" in f for f in flags) else ""]).encode()
+                     ).hexdigest()[:16]
     target = _cache_dir() / f"ltc_cpu_{key}.so"
     if target.exists():
         return target
@@ -102,7 +146,7 @@ def load() -> ctypes.CDLL | None:
     error: Exception | None = None
     for parallel in _PARALLEL_FLAGS:
         try:
-            lib = ctypes.CDLL(str(_build(cxx, [*_FLAGS, *parallel])))
+            lib = ctypes.CDLL(str(_build(cxx, [*build_flags(), *parallel])))
             lib.liquid_rl_ltc_abi_version.restype = ctypes.c_int
             if lib.liquid_rl_ltc_abi_version() != _ABI_VERSION:
                 raise RuntimeError("stale kernel library")

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import time
 from typing import Callable
 
@@ -30,10 +32,23 @@ import torch
 
 import ncps.torch as nt
 import ncps.wirings as nw
+from liquid_rl import native
 from liquid_rl.compat import from_ncps
 
 
 CLOCK = time.process_time
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what platform reports."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def timeit(fn: Callable[[], None], min_time: float, sync: Callable[[], None], repeat: int = 1) -> float:
@@ -86,8 +101,14 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--kernel", nargs="+", choices=["native", "eager", "compiled", "triton"], default=["native", "eager"],
                    help="liquid_rl LTC kernel(s) to time")
+    p.add_argument("--isa", choices=sorted(native.ISA_FLAGS), default=None,
+                   help="build the native kernel for this instruction set (default: $LIQUID_RL_NATIVE_ISA or native)")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
+    if args.isa is not None:
+        if not native.cpu_runs(args.isa):
+            p.error(f"this CPU cannot run code built for --isa {args.isa}")
+        os.environ["LIQUID_RL_NATIVE_ISA"] = args.isa   # read at the first (lazy) build
     global CLOCK
     torch.set_num_threads(args.threads)
 
@@ -131,6 +152,7 @@ def main() -> None:
     clock = "cpu time" if CLOCK is time.process_time else "wall time"
     print(f"device={device} batch={B} steps={T} units={N} inputs={I} threads={torch.get_num_threads()} "
           f"torch={torch.__version__} timing={clock}")
+    print(f"cpu={cpu_model()} native kernel: isa={native.isa()} flags={' '.join(native.build_flags())}")
     header = f"{'model':<20} {'implementation':<22} {'fwd ms':>9} {'fwd+bwd ms':>11} {'fwd+bwd steps/s':>16} " \
              f"{'1-step ms':>10} {'x ncps(fl) f+b':>15} {'x ncps(fl) 1-step':>18} {'max|diff|':>10}"
     print(header)
@@ -145,7 +167,8 @@ def main() -> None:
               f"{B * T / r['fwd_bwd_s']:16.0f} {r['step_s'] * 1e3:10.3f} {speed_fb:>15} {speed_step:>18} {diff:>10}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "rows": rows}, f, indent=1)
+            json.dump({"args": vars(args), "cpu": cpu_model(), "isa": native.isa(), "flags": native.build_flags(),
+                   "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

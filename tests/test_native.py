@@ -256,3 +256,48 @@ def test_build_without_openmp_runs_chunks_on_its_own_threads(tmp_path, threads):
     torch.testing.assert_close(other["y"], y.detach(), rtol=1e-5, atol=1e-6)
     g = m.rnn_cell.sigma.grad
     torch.testing.assert_close(other["g"], g, rtol=1e-5, atol=1e-6 * g.abs().max().item())
+
+
+_ISA_CHECK = """
+import torch
+from liquid_rl import LTC, native, wirings
+assert native.isa() == {isa!r} and native.available()
+torch.manual_seed(0)
+for wiring in (wirings.FullyConnected(16), wirings.AutoNCP(19, 1)):        # dense and sparse
+    for batch in (5, 19):                                                  # batch- and neuron-major paths
+        ours = LTC(4, wiring, kernel="native").double()
+        ref = LTC(4, wiring, kernel="eager").double()
+        ref.load_state_dict(ours.state_dict())
+        x = torch.randn(batch, 6, 4, dtype=torch.float64)
+        ts = torch.rand(batch, 6, dtype=torch.float64) + 0.1               # per-sample elapsed times
+        resets = torch.rand(batch, 6) < 0.2
+        outs = [m(x, timespans=ts, resets=resets) for m in (ours, ref)]
+        for y, h in outs:
+            (y.square().sum() + h.sum()).backward()
+        torch.testing.assert_close(outs[0][0], outs[1][0])
+        for (name, p), q in zip(ours.named_parameters(), ref.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, msg=name)
+        with torch.no_grad():
+            torch.testing.assert_close(ours(x, timespans=ts, resets=resets)[0], outs[1][0].detach())
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("isa", [name for name in native.ISA_FLAGS if name != "native"])
+def test_every_isa_build_this_cpu_runs_matches_the_eager_kernel(isa, tmp_path):
+    """The AVX2, AVX-512 and generic builds (those this CPU can execute) give the eager
+    kernel's values and gradients: dense and sparse, both batch layouts, per-sample
+    elapsed times, resets, and the no-grad path."""
+    if not native.cpu_runs(isa):
+        pytest.skip(f"this CPU cannot run a {isa} build")
+    env = dict(os.environ, LIQUID_RL_NATIVE_ISA=isa)
+    out = subprocess.run([sys.executable, "-c", _ISA_CHECK.format(isa=isa)], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_unknown_isa_is_refused_with_the_allowed_names(monkeypatch):
+    monkeypatch.setenv("LIQUID_RL_NATIVE_ISA", "sse9")
+    with pytest.raises(ValueError, match=r"LIQUID_RL_NATIVE_ISA='sse9' is not one of \['avx2', 'avx512'"):
+        native.isa()
+    assert native.cpu_runs("generic") and native.cpu_runs("native")
