@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from liquid_rl.agents.evaluate import evaluate
 from liquid_rl.agents.safe_load import load_agent
@@ -108,6 +110,8 @@ def test_bad_dt_names_the_expected_shape(files):
     p = OnnxPolicy(files["rppo-ltc-ncp.onnx"])
     with pytest.raises(ValueError, match=r"dt must be a number or have shape \(2,\) or \(2, 1\), got \(3,\)"):
         p.act(np.zeros((2, 3)), dt=np.ones(3))
+    with pytest.raises(ValueError, match=r"episode_start must be a bool or have shape \(2,\), got \(3,\)"):
+        p.act(np.zeros((2, 3)), episode_start=np.ones(3, dtype=bool))
     with pytest.raises(ValueError, match=r"do not integrate the elapsed time"):
         OnnxPolicy(files["ppo-mlp-discrete.onnx"]).act(np.zeros(4), dt=0.1)
 
@@ -174,3 +178,20 @@ def test_cli_eval_backend_onnx(files, tmp_path, capsys):
     assert main(["eval", str(files["rppo-ltc-ncp"]), "--backend", "onnx", "--json", str(tmp_path / "f.json")]) == 2
     assert "add --deterministic" in capsys.readouterr().err
     assert not (tmp_path / "f.json").exists()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.integers(1, 4), seed=st.integers(0, 2**16), starts=st.lists(st.booleans(), min_size=4, max_size=4))
+def test_a_batch_acts_as_its_envs_one_by_one(files, batch, seed, starts):
+    """Invariant: envs in a batch do not see each other (state, dt and episode starts per env)."""
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(3, batch, 3)).astype(np.float32)
+    dts = rng.uniform(0.01, 0.3, size=(3, batch)).astype(np.float32)
+    together = OnnxPolicy(files["rppo-ltc-ncp.onnx"])
+    singles = [OnnxPolicy(files["rppo-ltc-ncp.onnx"]) for _ in range(batch)]
+    for t in range(3):
+        start = np.array(starts[:batch]) & (t == 1)
+        got = together.act(obs[t], dt=dts[t], episode_start=start)
+        for i, p in enumerate(singles):
+            one = p.act(obs[t, i:i + 1], dt=dts[t, i:i + 1], episode_start=start[i:i + 1])
+            np.testing.assert_allclose(got[i:i + 1], one, atol=1e-6)

@@ -72,14 +72,14 @@ KINDS: dict[str, tuple[dict, dict, dict]] = {
 
 
 def make_run(name: str, directory: Path) -> Path:
-    """A saved agent of kind ``name`` (stepped 48 times: VecNormalize has statistics)."""
+    """A saved agent of kind ``name`` (stepped 32 times: VecNormalize has statistics)."""
     env, algo, policy = KINDS[name]
-    cfg = validate_config({"env": dict(env), "algo": algo, "policy": policy, "train": {"total_timesteps": 48}})
+    cfg = validate_config({"env": dict(env), "algo": algo, "policy": policy, "train": {"total_timesteps": 32}})
     venv = make_vec_env(cfg, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = build_model(cfg, venv, device="cpu")
-        model.learn(48)
+        model.learn(32)
     path = directory / f"{name}.zip"
     save_agent(model, path, cfg)
     venv.close()
@@ -132,7 +132,7 @@ def raw_observation(venv, obs: np.ndarray, frame: int) -> np.ndarray:
     return obs[..., -frame:]
 
 
-def compare_episodes(agent, exported, steps: int = 70, n_envs: int = 2, seed: int = 3) -> tuple[float, int]:
+def compare_episodes(agent, exported, steps: int = 60, n_envs: int = 2, seed: int = 3) -> tuple[float, int]:
     """Drive ``n_envs`` envs with ``agent.model.predict`` for ``steps`` steps, asking
     ``exported`` (OnnxPolicy or TorchScriptPolicy) for its action at each step; returns
     the largest action difference and the number of finished episodes."""
@@ -171,7 +171,7 @@ def test_onnx_file_acts_as_predict_over_episodes(runs, kind, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["ppo-mlp-discrete", "rppo-ltc-ncp", "rppo-cfc-ncp", "rppo-lstm-contrib",
-                                  "sac-history-ltc", "rsac-cfc"])
+                                  "sac-history-ltc", "rsac-cfc", "rppo-liquid-s4"])
 def test_torchscript_file_acts_as_predict_over_episodes(runs, kind, tmp_path):
     agent = load_agent(_run(runs, kind), device="cpu")
     export_agent(agent, tmp_path / "actor.pt", "torchscript")

@@ -122,9 +122,9 @@ class OnnxPolicy:
             starts = np.full(batch, self._pending_reset, dtype=bool)
             if episode_start is not None:
                 s = np.asarray(episode_start)
-                if s.shape not in ((batch,), ()) and s.size != batch:
-                    raise ValueError(f"episode_start must have shape ({batch},), got {s.shape}")
-                starts |= s.reshape(-1).astype(bool) if s.ndim else bool(s)
+                if s.shape not in ((batch,), ()):
+                    raise ValueError(f"episode_start must be a bool or have shape ({batch},), got {s.shape}")
+                starts |= np.broadcast_to(s.astype(bool), (batch,))
             feeds["state"] = self._state
             feeds["episode_start"] = starts.astype(np.float32)
         if self.uses_dt:

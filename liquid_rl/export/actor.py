@@ -269,8 +269,6 @@ def build_actor(agent: Any) -> DeployActor:
     Raises:
         ExportError: a policy, space or cell that cannot be exported (one line saying why).
     """
-    from liquid_rl.agents.build import config_json  # noqa: F401  (the agents package is importable)
-
     model, cfg = agent.model, agent.config
     algo = cfg["algo"]["name"]
     ptype = cfg["policy"]["type"]
