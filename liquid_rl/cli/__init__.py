@@ -11,6 +11,7 @@
     liquid-rl sweep SWEEP.yaml [--out DIR] [--address ADDR] [--max-concurrent N]
     liquid-rl report SWEEP_DIR [SWEEP_DIR ...] [--out DIR] [--baseline SETTING]
     liquid-rl list envs|configs|cells [--dir DIR]
+    liquid-rl export RUN_OR_MODEL [--model best|final] --format onnx|torchscript --out FILE
 
 Each subcommand module has ``add_parser(subparsers)`` and ``run(args) -> int``; adding a
 command is a new module plus one line in ``COMMANDS``. Bad input (an invalid config, a
