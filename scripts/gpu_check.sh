@@ -35,7 +35,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$OUTDIR/machine.txt"
 
 status=0
-"$PY" -m pytest -q -p no:cacheprovider tests/test_triton_cuda.py tests/test_triton_ltc.py tests/test_cuda.py \
+"$PY" -m pytest -q -p no:cacheprovider tests/test_triton_cuda.py tests/test_triton_ltc.py tests/test_triton_cfc.py tests/test_cuda.py \
     tests/test_sequence.py -k "cuda or triton or synchron" 2>&1 | tee "$OUTDIR/tests.log" || status=1
 
 "$PY" scripts/bench_cells.py --device cuda --batch 1024 --units 64 --kernel triton eager --min-time 1 \

@@ -94,3 +94,32 @@ def test_model_with_the_triton_kernel_matches_eager():
     torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-4, atol=1e-5)
     for a, b in zip(outs[0][2], outs[1][2]):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("backbone", [True, False])
+def test_cfc_recurrence_matches_fused_cfc(backbone):
+    """The Triton CfC at CfC-64 sizes (backbone 128, or wired Z = 4H) against FusedCfC."""
+    from liquid_rl.cfc_fused import FusedCfC
+    from liquid_rl.kernels.triton_cfc import TritonCfC
+
+    g = torch.Generator(device="cuda").manual_seed(0)
+    T, B, H = 16, 37, 64
+    Z = 128 if backbone else 4 * H
+
+    def r(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g, device="cuda")
+
+    keep = (torch.rand(T, B, 1, generator=g, device="cuda") > 0.1).float()
+    ts = torch.rand(T, B, 1, generator=g, device="cuda") + 0.5
+    args = [r(T, B, Z), r(B, H), keep, ts, r(H, Z) * 0.1, r(4 * H, Z) * 0.1 if backbone else None,
+            r(4 * H) if backbone else None, False]
+    outs = []
+    for fn in (TritonCfC, FusedCfC):
+        grad_at = [i for i in (0, 1, 4, 5, 6) if args[i] is not None]
+        a = [x.clone().requires_grad_(True) if i in grad_at else x for i, x in enumerate(args)]
+        hs = fn.apply(*a)
+        grads = torch.autograd.grad(hs.square().sum(), [a[i] for i in grad_at])
+        outs.append((hs.detach(), grads))
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-4, atol=1e-5)
+    for a, b in zip(outs[0][1], outs[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)

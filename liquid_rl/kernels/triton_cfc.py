@@ -33,17 +33,13 @@ if triton_ltc.triton is not None:
                             T, B, H, Z,
                             HAS_KEEP: tl.constexpr, HAS_TS: tl.constexpr, HAS_W: tl.constexpr,
                             NO_GATE: tl.constexpr, RECORD: tl.constexpr,
-                            BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_Z: tl.constexpr):
+                            BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_ZC: tl.constexpr):
         pid = tl.program_id(0)
         rb = pid * BLOCK_B + tl.arange(0, BLOCK_B)
         rh = tl.arange(0, BLOCK_H)
-        rz = tl.arange(0, BLOCK_Z)
         mb = rb < B
         mh = rh < H
-        mz = rz < Z
         m_bh = mb[:, None] & mh[None, :]
-        m_hz = mh[:, None] & mz[None, :]
-        m_zh = mz[:, None] & mh[None, :]
         h = tl.load(h0 + rb[:, None] * H + rh[None, :], mask=m_bh, other=0.0)
         BH = B * H
         for t in range(T):
@@ -53,20 +49,33 @@ if triton_ltc.triton is not None:
                 tl.store(h_prev + t * BH + rb[:, None] * H + rh[None, :], h, mask=m_bh)
             pre_t = pre + t * B * Z + rb[:, None] * Z
             if HAS_W:
-                wh = tl.load(w_h + rh[:, None] * Z + rz[None, :], mask=m_hz, other=0.0)            # (H, Z)
-                z = tl.load(pre_t + rz[None, :], mask=mb[:, None] & mz[None, :], other=0.0)
-                z += tl.dot(h, wh, input_precision="ieee")
-                a = 2.0 / (1.0 + tl.exp(-2.0 * z)) - 1.0                                            # tanh
-                tl.store(acts + t * B * Z + rb[:, None] * Z + rz[None, :], a, mask=mb[:, None] & mz[None, :])
-                # heads block k = a @ W[kH:(k+1)H]^T + b[kH:(k+1)H]; W is (4H, Z), loaded as (Z, H) tiles
-                w0 = tl.load(W + (0 * H + rh[None, :]) * Z + rz[:, None], mask=m_zh, other=0.0)
-                w1 = tl.load(W + (1 * H + rh[None, :]) * Z + rz[:, None], mask=m_zh, other=0.0)
-                w2 = tl.load(W + (2 * H + rh[None, :]) * Z + rz[:, None], mask=m_zh, other=0.0)
-                w3 = tl.load(W + (3 * H + rh[None, :]) * Z + rz[:, None], mask=m_zh, other=0.0)
-                x1 = tl.dot(a, w0, input_precision="ieee") + tl.load(b + rh, mask=mh, other=0.0)[None, :]
-                x2 = tl.dot(a, w1, input_precision="ieee") + tl.load(b + H + rh, mask=mh, other=0.0)[None, :]
-                xa = tl.dot(a, w2, input_precision="ieee") + tl.load(b + 2 * H + rh, mask=mh, other=0.0)[None, :]
-                xb = tl.dot(a, w3, input_precision="ieee") + tl.load(b + 3 * H + rh, mask=mh, other=0.0)[None, :]
+                # Z in chunks of BLOCK_ZC columns (a runtime loop: the weights are re-read from cache
+                # each step rather than all held in shared memory, which they would overflow)
+                x1 = tl.full((BLOCK_B, BLOCK_H), 0.0, h.dtype) + tl.load(b + rh, mask=mh, other=0.0)[None, :]
+                x2 = tl.full((BLOCK_B, BLOCK_H), 0.0, h.dtype) + tl.load(b + H + rh, mask=mh, other=0.0)[None, :]
+                xa = tl.full((BLOCK_B, BLOCK_H), 0.0, h.dtype) + tl.load(b + 2 * H + rh, mask=mh, other=0.0)[None, :]
+                xb = tl.full((BLOCK_B, BLOCK_H), 0.0, h.dtype) + tl.load(b + 3 * H + rh, mask=mh, other=0.0)[None, :]
+                rc = tl.arange(0, BLOCK_ZC)
+                for z0 in range(0, Z, BLOCK_ZC):
+                    cz = z0 + rc
+                    mc = cz < Z
+                    m_hc = mh[:, None] & mc[None, :]
+                    m_ch = mc[:, None] & mh[None, :]
+                    m_bc = mb[:, None] & mc[None, :]
+                    wh = tl.load(w_h + rh[:, None] * Z + cz[None, :], mask=m_hc, other=0.0)        # (H, ZC)
+                    z = tl.load(pre_t + cz[None, :], mask=m_bc, other=0.0)
+                    z += tl.dot(h, wh, input_precision="ieee")
+                    a = 2.0 / (1.0 + tl.exp(-2.0 * z)) - 1.0                                        # tanh
+                    tl.store(acts + t * B * Z + rb[:, None] * Z + cz[None, :], a, mask=m_bc)
+                    # heads block k += a @ W[kH:(k+1)H, chunk]^T; W is (4H, Z), read as (ZC, H) tiles
+                    x1 += tl.dot(a, tl.load(W + (0 * H + rh[None, :]) * Z + cz[:, None], mask=m_ch, other=0.0),
+                                 input_precision="ieee")
+                    x2 += tl.dot(a, tl.load(W + (1 * H + rh[None, :]) * Z + cz[:, None], mask=m_ch, other=0.0),
+                                 input_precision="ieee")
+                    xa += tl.dot(a, tl.load(W + (2 * H + rh[None, :]) * Z + cz[:, None], mask=m_ch, other=0.0),
+                                 input_precision="ieee")
+                    xb += tl.dot(a, tl.load(W + (3 * H + rh[None, :]) * Z + cz[:, None], mask=m_ch, other=0.0),
+                                 input_precision="ieee")
             else:
                 # no backbone: Z = 4H and the heads are z's four column blocks
                 m_hh = mh[:, None] & mh[None, :]
@@ -100,16 +109,13 @@ if triton_ltc.triton is not None:
     def _cfc_backward_kernel(grad_out, keep, w_h, W, C, D, g_heads, g_z, g_h0,
                              T, B, H, Z,
                              HAS_KEEP: tl.constexpr, HAS_W: tl.constexpr,
-                             BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_Z: tl.constexpr):
+                             BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_ZC: tl.constexpr):
         pid = tl.program_id(0)
         rb = pid * BLOCK_B + tl.arange(0, BLOCK_B)
         rh = tl.arange(0, BLOCK_H)
-        rz = tl.arange(0, BLOCK_Z)
         mb = rb < B
         mh = rh < H
-        mz = rz < Z
         m_bh = mb[:, None] & mh[None, :]
-        m_bz = mb[:, None] & mz[None, :]
         BH = B * H
         row_h = rb[:, None] * H + rh[None, :]
         gh = tl.load(grad_out + (T - 1) * BH + row_h, mask=m_bh, other=0.0)
@@ -130,20 +136,26 @@ if triton_ltc.triton is not None:
             else:
                 g_next = tl.full((BLOCK_B, BLOCK_H), 0.0, gh.dtype)
             if HAS_W:
-                m_hz = mh[:, None] & mz[None, :]
-                gz = tl.dot(g0, tl.load(W + (0 * H + rh[:, None]) * Z + rz[None, :], mask=m_hz, other=0.0),
-                            input_precision="ieee")
-                gz += tl.dot(g1, tl.load(W + (1 * H + rh[:, None]) * Z + rz[None, :], mask=m_hz, other=0.0),
-                             input_precision="ieee")
-                gz += tl.dot(g2, tl.load(W + (2 * H + rh[:, None]) * Z + rz[None, :], mask=m_hz, other=0.0),
-                             input_precision="ieee")
-                gz += tl.dot(g3, tl.load(W + (3 * H + rh[:, None]) * Z + rz[None, :], mask=m_hz, other=0.0),
-                             input_precision="ieee")
-                gz = gz * tl.load(D + t * B * Z + rb[:, None] * Z + rz[None, :], mask=m_bz, other=0.0)
-                tl.store(g_z + t * B * Z + rb[:, None] * Z + rz[None, :], gz, mask=m_bz)
-                # dL/dh from z = h @ w_h: gz @ w_h^T, w_h (H, Z) loaded as its transpose (Z, H)
-                wht = tl.load(w_h + rh[None, :] * Z + rz[:, None], mask=mz[:, None] & mh[None, :], other=0.0)
-                back = tl.dot(gz, wht, input_precision="ieee")
+                back = tl.full((BLOCK_B, BLOCK_H), 0.0, gh.dtype)
+                rc = tl.arange(0, BLOCK_ZC)
+                for z0 in range(0, Z, BLOCK_ZC):                  # Z in chunks, as in the forward
+                    cz = z0 + rc
+                    mc = cz < Z
+                    m_hc = mh[:, None] & mc[None, :]
+                    m_bc = mb[:, None] & mc[None, :]
+                    gz = tl.dot(g0, tl.load(W + (0 * H + rh[:, None]) * Z + cz[None, :], mask=m_hc, other=0.0),
+                                input_precision="ieee")
+                    gz += tl.dot(g1, tl.load(W + (1 * H + rh[:, None]) * Z + cz[None, :], mask=m_hc, other=0.0),
+                                 input_precision="ieee")
+                    gz += tl.dot(g2, tl.load(W + (2 * H + rh[:, None]) * Z + cz[None, :], mask=m_hc, other=0.0),
+                                 input_precision="ieee")
+                    gz += tl.dot(g3, tl.load(W + (3 * H + rh[:, None]) * Z + cz[None, :], mask=m_hc, other=0.0),
+                                 input_precision="ieee")
+                    gz = gz * tl.load(D + t * B * Z + rb[:, None] * Z + cz[None, :], mask=m_bc, other=0.0)
+                    tl.store(g_z + t * B * Z + rb[:, None] * Z + cz[None, :], gz, mask=m_bc)
+                    # dL/dh from z = h @ w_h: gz @ w_h^T, the chunk of w_h (H, Z) read as (ZC, H)
+                    wht = tl.load(w_h + rh[None, :] * Z + cz[:, None], mask=mc[:, None] & mh[None, :], other=0.0)
+                    back += tl.dot(gz, wht, input_precision="ieee")
             else:
                 m_hh = mh[:, None] & mh[None, :]
                 colt = rh[None, :] * Z + rh[:, None]                                       # w_h block, transposed
@@ -165,11 +177,14 @@ def _kernel(fn: Any, device: torch.device) -> Any:
     return (_COMPILED if device.type == "cuda" else _INTERPRETED)[fn]
 
 
+BLOCK_ZC = 32   # backbone columns per chunk
+
+
 def _tiles(B: int, H: int, Z: int) -> tuple[int, int, int, int]:
-    """(BLOCK_B, BLOCK_H, BLOCK_Z, programs): 16 rows per program (tl.dot's least), every
-    dimension padded to a power of two of at least 16."""
+    """(BLOCK_B, BLOCK_H, BLOCK_ZC, programs): 16 rows per program (tl.dot's least), H padded
+    to a power of two of at least 16, the backbone's Z columns in chunks of BLOCK_ZC."""
     bb = 16
-    return bb, max(16, triton.next_power_of_2(H)), max(16, triton.next_power_of_2(Z)), triton.cdiv(B, bb)
+    return bb, max(16, triton.next_power_of_2(H)), BLOCK_ZC, triton.cdiv(B, bb)
 
 
 class TritonCfC(torch.autograd.Function):
@@ -198,7 +213,7 @@ class TritonCfC(torch.autograd.Function):
             pre.contiguous(), h0.contiguous(), keep2, ts2, w_h.contiguous(), W.contiguous() if W is not None else hs,
             b.contiguous() if b is not None else hs, hs, h_prev, acts, fs, gs, T, B, H, Z,
             HAS_KEEP=keep is not None, HAS_TS=ts is not None, HAS_W=W is not None, NO_GATE=no_gate,
-            RECORD=record, BLOCK_B=bb, BLOCK_H=bh, BLOCK_Z=bz, num_warps=4)
+            RECORD=record, BLOCK_B=bb, BLOCK_H=bh, BLOCK_ZC=bz, num_warps=8)
         if not record:
             return hs
         C = _head_coefficients(fs, gs, ts, no_gate)
@@ -221,7 +236,7 @@ class TritonCfC(torch.autograd.Function):
         _kernel(_cfc_backward_kernel, grad_out.device)[(P,)](
             grad_out.contiguous(), keep2, w_h.contiguous(), W.contiguous() if W is not None else g_h0, C,
             D if D is not None else g_h0, g_heads, g_z, g_h0, T, B, H, Z,
-            HAS_KEEP=keep is not None, HAS_W=W is not None, BLOCK_B=bb, BLOCK_H=bh, BLOCK_Z=bz, num_warps=4)
+            HAS_KEEP=keep is not None, HAS_W=W is not None, BLOCK_B=bb, BLOCK_H=bh, BLOCK_ZC=bz, num_warps=8)
         g_w_h = h_prev.reshape(T * B, H).t() @ g_z.reshape(T * B, Z)
         g_W = g_b = None
         if W is not None:
