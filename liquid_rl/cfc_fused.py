@@ -59,6 +59,29 @@ def recurrence(pre: Tensor, h0: Tensor, keep: Tensor | None, ts: Tensor | None, 
     return hs, (h_prev, acts if record else None, fs, gs)
 
 
+
+def head_coefficients(F_: Tensor, G: Tensor, ts: Tensor | None, no_gate: bool) -> Tensor:
+    """dL/dheads = C * [gh, gh, gh, gh] per step, blocks [f1, f2, t_a, t_b]: C (T, B, 4H)
+    from the recorded f (T, B, 2H) and g (T, B, H) (few passes over (T, B, .) tensors:
+    this runs once per sequence)."""
+    T, B, H = G.shape
+    C = G.new_empty((T, B, 4, H))
+    dtanh = torch.addcmul(torch.ones_like(F_), F_, F_, value=-1.0).view(T, B, 2, H)    # 1 - f^2
+    one_minus_g = 1.0 - G
+    f1, f2 = F_[..., :H], F_[..., H:]
+    if no_gate:
+        C[:, :, 0] = dtanh[:, :, 0]
+        torch.mul(G, dtanh[:, :, 1], out=C[:, :, 1])
+        torch.mul(f2 * G, one_minus_g, out=C[:, :, 3])
+    else:
+        torch.mul(torch.stack([one_minus_g, G], 2), dtanh, out=C[:, :, :2])
+        torch.mul((f2 - f1) * G, one_minus_g, out=C[:, :, 3])
+    if ts is None:
+        C[:, :, 2] = C[:, :, 3]
+    else:
+        torch.mul(C[:, :, 3], ts, out=C[:, :, 2])
+    return C.view(T, B, 4 * H)
+
 class FusedCfC(torch.autograd.Function):
     """``apply(pre, h0, keep, ts, w_h, W, b, no_gate) -> hs (T, B, H)``.
 
@@ -71,25 +94,7 @@ class FusedCfC(torch.autograd.Function):
     def forward(ctx: Any, pre: Tensor, h0: Tensor, keep: Tensor | None, ts: Tensor | None, w_h: Tensor,
                 W: Tensor | None, b: Tensor | None, no_gate: bool) -> Tensor:
         out, (h_prev, A, F_, G) = recurrence(pre, h0, keep, ts, w_h, W, b, no_gate, record=True)
-        T, B, H = G.shape
-        # dL/dheads = C * [gh, gh, gh, gh] per step, blocks [f1, f2, t_a, t_b] (few passes
-        # over (T, B, .) tensors: this runs once per sequence).
-        C = G.new_empty((T, B, 4, H))
-        dtanh = torch.addcmul(torch.ones_like(F_), F_, F_, value=-1.0).view(T, B, 2, H)    # 1 - f^2
-        one_minus_g = 1.0 - G
-        f1, f2 = F_[..., :H], F_[..., H:]
-        if no_gate:
-            C[:, :, 0] = dtanh[:, :, 0]
-            torch.mul(G, dtanh[:, :, 1], out=C[:, :, 1])
-            torch.mul(f2 * G, one_minus_g, out=C[:, :, 3])
-        else:
-            torch.mul(torch.stack([one_minus_g, G], 2), dtanh, out=C[:, :, :2])
-            torch.mul((f2 - f1) * G, one_minus_g, out=C[:, :, 3])
-        if ts is None:
-            C[:, :, 2] = C[:, :, 3]
-        else:
-            torch.mul(C[:, :, 3], ts, out=C[:, :, 2])
-        C = C.view(T, B, 4 * H)
+        C = head_coefficients(F_, G, ts, no_gate)
         D = None if A is None else torch.addcmul(torch.ones_like(A), A, A, value=-1.0)   # tanh' of the backbone
         ctx.save_for_backward(keep, w_h, W, h_prev, A, C, D)
         return out

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from liquid_rl.cfc_fused import head_coefficients
 from liquid_rl.kernels import triton_ltc
 from liquid_rl.kernels.triton_ltc import check
 
@@ -216,7 +217,7 @@ class TritonCfC(torch.autograd.Function):
             RECORD=record, BLOCK_B=bb, BLOCK_H=bh, BLOCK_ZC=bz, num_warps=8)
         if not record:
             return hs
-        C = _head_coefficients(fs, gs, ts, no_gate)
+        C = head_coefficients(fs, gs, ts, no_gate)
         A = acts if W is not None else None
         D = None if A is None else torch.addcmul(torch.ones_like(A), A, A, value=-1.0)   # tanh' of the backbone
         ctx.save_for_backward(keep, w_h, W, h_prev, A, C, D)
@@ -244,23 +245,3 @@ class TritonCfC(torch.autograd.Function):
             g_b = g_heads.sum((0, 1))
         return g_z, g_h0, None, None, g_w_h, g_W, g_b, None
 
-
-def _head_coefficients(F_: Tensor, G: Tensor, ts: Tensor | None, no_gate: bool) -> Tensor:
-    """dL/dheads = C * [gh, gh, gh, gh] per step, C (T, B, 4H) (as in FusedCfC)."""
-    T, B, H = G.shape
-    C = G.new_empty((T, B, 4, H))
-    dtanh = torch.addcmul(torch.ones_like(F_), F_, F_, value=-1.0).view(T, B, 2, H)    # 1 - f^2
-    one_minus_g = 1.0 - G
-    f1, f2 = F_[..., :H], F_[..., H:]
-    if no_gate:
-        C[:, :, 0] = dtanh[:, :, 0]
-        torch.mul(G, dtanh[:, :, 1], out=C[:, :, 1])
-        torch.mul(f2 * G, one_minus_g, out=C[:, :, 3])
-    else:
-        torch.mul(torch.stack([one_minus_g, G], 2), dtanh, out=C[:, :, :2])
-        torch.mul((f2 - f1) * G, one_minus_g, out=C[:, :, 3])
-    if ts is None:
-        C[:, :, 2] = C[:, :, 3]
-    else:
-        torch.mul(C[:, :, 3], ts, out=C[:, :, 2])
-    return C.view(T, B, 4 * H)
