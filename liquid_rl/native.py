@@ -54,6 +54,7 @@ _ISA_CPU_FLAGS = {"avx2": {"avx2", "fma", "bmi2", "f16c"}, "avx512": {"avx512f",
 _PARALLEL_FLAGS = (["-fopenmp"], ["-fopenmp-simd"])   # tried in this order
 _ABI_VERSION = 6
 _lib: ctypes.CDLL | None = None
+_lib_path: Path | None = None
 _tried = False
 
 
@@ -132,7 +133,7 @@ def _declare(lib: ctypes.CDLL) -> None:
 
 def load() -> ctypes.CDLL | None:
     """The compiled kernel library, or None when it cannot be built here (warned once)."""
-    global _lib, _tried
+    global _lib, _lib_path, _tried
     if _tried:
         return _lib
     _tried = True
@@ -146,7 +147,8 @@ def load() -> ctypes.CDLL | None:
     error: Exception | None = None
     for parallel in _PARALLEL_FLAGS:
         try:
-            lib = ctypes.CDLL(str(_build(cxx, [*build_flags(), *parallel])))
+            path = _build(cxx, [*build_flags(), *parallel])
+            lib = ctypes.CDLL(str(path))
             lib.liquid_rl_ltc_abi_version.restype = ctypes.c_int
             if lib.liquid_rl_ltc_abi_version() != _ABI_VERSION:
                 raise RuntimeError("stale kernel library")
@@ -154,11 +156,17 @@ def load() -> ctypes.CDLL | None:
         except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
             error = error or exc
             continue
-        _lib = lib
+        _lib, _lib_path = lib, path
         return _lib
     warnings.warn(f"liquid_rl: building the CPU LTC kernel failed ({error}); the LTC runs on its slower "
                   "PyTorch kernel", RuntimeWarning, stacklevel=2)
     return None
+
+
+def library_path() -> Path | None:
+    """The built library's file (decisions about it are cached beside it), or None."""
+    load()
+    return _lib_path
 
 
 def available() -> bool:

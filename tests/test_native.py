@@ -3,6 +3,7 @@ fallback without a compiler, and the build cache."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -301,3 +302,27 @@ def test_unknown_isa_is_refused_with_the_allowed_names(monkeypatch):
     with pytest.raises(ValueError, match=r"LIQUID_RL_NATIVE_ISA='sse9' is not one of \['avx2', 'avx512'"):
         native.isa()
     assert native.cpu_runs("generic") and native.cpu_runs("native")
+
+
+def test_auto_runs_native_only_where_it_timed_faster_than_eager(tmp_path):
+    """At the first "auto" after a build, native and eager are timed and the choice is
+    cached beside the library; a machine where native was slower gets eager."""
+    code = ("import json, sys, torch\n"
+            "from liquid_rl import kernels, native\n"
+            "print(kernels.resolve('auto', torch.device('cpu'), torch.float32).name, native.library_path())\n")
+    env = dict(os.environ, LIQUID_RL_CACHE=str(tmp_path))
+
+    def run() -> list[str]:
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.split()
+
+    name, library = run()
+    choice = tmp_path / (os.path.basename(library) + ".auto.json")
+    measured = json.loads(choice.read_text())
+    assert measured["native_s"] > 0 and measured["eager_s"] > 0
+    assert name == ("native" if measured["native"] else "eager")
+    choice.write_text(json.dumps({"native_s": 2.0, "eager_s": 1.0, "native": False}))
+    assert run()[0] == "eager"
+    choice.write_text(json.dumps({"native_s": 1.0, "eager_s": 2.0, "native": True}))
+    assert run()[0] == "native"

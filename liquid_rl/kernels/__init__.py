@@ -10,7 +10,8 @@ each entry below computes the same numbers (the tests compare them, values and g
 - "triton": one Triton launch per sequence each way (``kernels/triton_ltc.py``, imported
   on first use); CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``.
 - "auto": "triton" on CUDA tensors where Triton runs, "native" on the CPU where it
-  builds, else "eager".
+  builds and beat "eager" in a short timing at first build (``kernels/auto_choice.py``),
+  else "eager".
 
 Each entry is an :class:`~liquid_rl.kernels.base.LTCKernel`. To add one: subclass it,
 implement ``sequence`` (and ``infer`` if it has a faster no-grad path), add it to
@@ -22,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from liquid_rl.kernels import auto_choice
 from liquid_rl.kernels.base import InferenceTables, LTCKernel
 from liquid_rl.kernels.eager_ltc import CompiledKernel, EagerKernel
 from liquid_rl.kernels.native_ltc import NativeKernel
@@ -74,7 +76,8 @@ def resolve(name: str, device: torch.device, dtype: torch.dtype) -> LTCKernel:
     if name == "auto":
         if device.type == "cuda" and KERNELS["triton"].supports(device, dtype):
             return KERNELS["triton"]
-        name = "native"
+        native = KERNELS["native"]
+        return native if native.supports(device, dtype) and auto_choice.native_is_faster() else KERNELS["eager"]
     if name == "native" and not KERNELS["native"].supports(device, dtype):
         return KERNELS["eager"]
     return KERNELS[name]
