@@ -6,8 +6,10 @@ first ``fanin[j]`` synapses of neuron j skipped). One program owns a block of BL
 batch rows and all N units: its state tile (BLOCK_B, N) stays in registers for every step
 and unfold. Synapses read their presynaptic values through the synapse index, so the state
 of each unfold is written once to memory (the ``states`` the backward needs, or a small
-scratch plane when nothing needs a gradient) and gathered from there; the backward's
-scatter onto presynaptic neurons goes through atomic adds on the program's own rows.
+scratch plane when nothing needs a gradient) and gathered from there, BLOCK_K synapses of
+every neuron at a time ((BLOCK_B, N, BLOCK_K) tiles); the backward's scatter onto
+presynaptic neurons goes through atomic adds on the program's own rows (for the fully
+connected layout, found on the device, a row sum instead).
 
 Weight gradients are summed per program into private buffers and reduced over programs
 by one ``sum`` afterwards (deterministic, no contention between programs).
