@@ -309,7 +309,8 @@ def test_auto_runs_native_only_where_it_timed_faster_than_eager(tmp_path):
     cached beside the library; a machine where native was slower gets eager."""
     code = ("import json, sys, torch\n"
             "from liquid_rl import kernels, native\n"
-            "print(kernels.resolve('auto', torch.device('cpu'), torch.float32).name, native.library_path())\n")
+            "with torch.no_grad():  # a rollout may be the first call\n"
+            "    print(kernels.resolve('auto', torch.device('cpu'), torch.float32).name, native.library_path())\n")
     env = dict(os.environ, LIQUID_RL_CACHE=str(tmp_path))
 
     def run() -> list[str]:

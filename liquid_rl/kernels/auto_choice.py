@@ -50,7 +50,8 @@ def _measure() -> dict[str, float | bool]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        native_s, eager_s = _time_fwd_bwd(NativeKernel()), _time_fwd_bwd(EagerKernel())
+        with torch.enable_grad():   # the first "auto" call may come from a no-grad rollout
+            native_s, eager_s = _time_fwd_bwd(NativeKernel()), _time_fwd_bwd(EagerKernel())
     finally:
         torch.set_num_threads(threads)
     return {"native_s": native_s, "eager_s": eager_s, "native": native_s < eager_s}
