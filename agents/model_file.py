@@ -68,6 +68,10 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     try:
         with zipfile.ZipFile(p) as z:
             names = set(z.namelist())
+            # zipfile finds the last archive in a file: in a truncated model, one of the zips
+            # that torch.save nests inside it, which starts past the file's first byte
+            if METADATA_NAME not in names and (not names or min(i.header_offset for i in z.infolist()) > 0):
+                raise UserError(f"{p} is not a model file: truncated or corrupt (its zip archive is incomplete)")
             if METADATA_NAME not in names:
                 raise UserError(f"{p} was not saved by liquid-rl (no {METADATA_NAME} inside); liquid-rl loads "
                                 "only its own files because stable-baselines3's pickled data can run code")

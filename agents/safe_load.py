@@ -188,6 +188,26 @@ def _check_finite(params: dict[str, Any], source: Path) -> None:
         walk(name, value)
 
 
+def _check_policy_tensors(saved: Any, expected: dict[str, torch.Tensor], source: Path) -> None:
+    """``policy.pth`` against the policy rebuilt from the config: same entries, shapes, dtypes."""
+    if not isinstance(saved, dict):
+        raise UserError(f"{source}: policy.pth is not a mapping of tensors")
+    for name, want in expected.items():
+        got = saved.get(name)
+        if got is None:
+            raise UserError(f"{source}: policy.pth lacks {name!r}, which the policy of its config has")
+        if not isinstance(got, torch.Tensor):
+            raise UserError(f"{source}: policy.pth entry {name!r} is not a tensor")
+        if got.shape != want.shape:
+            raise UserError(f"{source}: policy.pth entry {name!r} has shape {tuple(got.shape)}, "
+                            f"the policy of its config needs {tuple(want.shape)}")
+        if got.dtype != want.dtype:
+            raise UserError(f"{source}: policy.pth entry {name!r} has dtype {got.dtype}, expected {want.dtype}")
+    extra = sorted(set(saved) - set(expected))
+    if extra:
+        raise UserError(f"{source}: policy.pth has {extra[0]!r}, which the policy of its config does not")
+
+
 def load_agent(path: str | Path, device: str = "auto", env: VecEnv | None = None,
                keep_buffer: bool = False, model: str | None = None) -> Agent:
     """Load a model saved by liquid-rl, running no code from the file.
@@ -249,6 +269,7 @@ def load_agent(path: str | Path, device: str = "auto", env: VecEnv | None = None
         variables = (_load_tensors(z, "pytorch_variables.pth", torch_device, source)
                      if "pytorch_variables.pth" in names else {})
     _check_finite(params, source)
+    _check_policy_tensors(params["policy"], model.policy.state_dict(), source)
     try:
         model.set_parameters(params, exact_match=True, device=torch_device)
     except (RuntimeError, ValueError, KeyError) as e:

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from liquid_rl.cfc_fused import FusedCfC, recurrence
 from liquid_rl.inference_cache import cached
-from liquid_rl.sequence import LiquidSequence, LSTMCell
+from liquid_rl.sequence import LiquidSequence, LSTMCell, check_timespans
 from liquid_rl.wirings import WiredSizes, Wiring, as_wiring
 
 MODES = ("default", "pure", "no_gate")
@@ -219,6 +219,7 @@ def _step_elapsed(ts: Tensor | float, ref: Tensor) -> Tensor | None:
     if not isinstance(ts, Tensor) and float(ts) == 1.0:
         return None
     e = torch.as_tensor(ts, dtype=ref.dtype, device=ref.device)
+    check_timespans(e)
     return e.reshape(1, 1, 1) if e.numel() == 1 else e.reshape(1, -1, 1)
 
 
@@ -267,7 +268,10 @@ class WiredCfCCell(WiredSizes, nn.Module):
         inputs of layer l+1, so each layer's input map is one matrix product."""
         states = torch.split(h0, self.layer_sizes, dim=1)
         finals = []
-        inputs = x
+        # +-inf -> the largest finite value: the sparsity mask's zeros would make 0 * inf = NaN,
+        # where a fully connected CfC saturates (NaN stays NaN)
+        big = torch.finfo(x.dtype).max
+        inputs = torch.nan_to_num(x, nan=float("nan"), posinf=big, neginf=-big)
         for cell, h in zip(self._layers, states):
             inputs, h = cell.sequence(inputs, h, elapsed, keep)
             finals.append(h)

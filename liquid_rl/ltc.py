@@ -28,7 +28,7 @@ from liquid_rl.inference_cache import cached
 from liquid_rl.kernels import InferenceTables
 from liquid_rl.kernels.base import sensory_conductances
 from liquid_rl.kernels.denormals import denormals_flushed, flushed_denormals
-from liquid_rl.sequence import LiquidSequence, LSTMCell
+from liquid_rl.sequence import LiquidSequence, LSTMCell, check_timespans
 from liquid_rl.solvers import get_solver
 from liquid_rl.wirings import FullyConnected, WiredSizes, Wiring, as_wiring
 
@@ -320,6 +320,7 @@ class LTCCell(WiredSizes, nn.Module):
                              f"got {tuple(states.shape)}")
         B = inputs.shape[0]
         e = torch.as_tensor(elapsed_time, dtype=inputs.dtype, device=inputs.device)
+        check_timespans(e)
         e = e.reshape(1, 1, 1) if e.numel() == 1 else e.reshape(1, B, 1)
         y, h = self.sequence(inputs.unsqueeze(0), states, e)
         return y[0], h

@@ -163,6 +163,14 @@ class LiquidSequence(nn.Module):
         return out, ((h, c) if self.use_mixed else h)
 
 
+def check_timespans(ts: Tensor) -> None:
+    """Raise ValueError unless every elapsed time is finite and >= 0 (0 keeps the state;
+    a negative time runs the ODE backwards, where the states grow without bound)."""
+    if ts.numel() and not bool(torch.isfinite(ts).all() & (ts >= 0).all()):
+        bad = ts[~(torch.isfinite(ts) & (ts >= 0))].flatten()[0].item()
+        raise ValueError(f"timespans must be finite and >= 0 (0 keeps the state), got {bad:g}")
+
+
 def elapsed_time_major(timespans: Tensor | float | None, T: int, B: int, batched: bool, batch_first: bool,
                        ref: Tensor) -> Tensor | None:
     """Any accepted ``timespans`` form -> (T, B, 1) time-major (ref's dtype and device), or
@@ -174,6 +182,7 @@ def elapsed_time_major(timespans: Tensor | float | None, T: int, B: int, batched
     if timespans is None:
         return None
     ts = torch.as_tensor(timespans, dtype=ref.dtype, device=ref.device)
+    check_timespans(ts)
     if ts.dim() == 0:
         return ts.reshape(1, 1, 1).expand(T, B, 1)
     if not batched:

@@ -13,6 +13,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from liquid_rl.agents.build import make_vec_env
 from liquid_rl.agents.config import UserError, validate_config
@@ -185,3 +186,70 @@ def test_eval_can_switch_the_check_off():
         _steps(venv)
     finally:
         venv.close()
+
+
+# --- numerics: elapsed times, solver stability, infinite inputs ---------------------------
+
+def _models():
+    from liquid_rl import CfC, LTC
+    from liquid_rl.liquid_s4 import LiquidS4
+    from liquid_rl.wirings import AutoNCP
+
+    torch.manual_seed(0)
+    return {"ltc": LTC(3, 8), "ltc ncp": LTC(3, AutoNCP(12, 2)), "cfc": CfC(3, 8), "cfc pure": CfC(3, 8, mode="pure"),
+            "cfc ncp": CfC(3, AutoNCP(12, 2)), "cfc ncp pure": CfC(3, AutoNCP(12, 2), mode="pure"),
+            "liquid_s4": LiquidS4(3, d_model=8)}
+
+
+@pytest.mark.parametrize("timespans", [-1.0, -1e-6, float("nan"), "tensor"])
+def test_negative_or_nan_timespans_raise(timespans):
+    x = torch.randn(2, 5, 3)
+    ts = torch.full((2, 5), 1.0).index_fill_(1, torch.tensor([3]), -0.5) if timespans == "tensor" else timespans
+    for name, model in _models().items():
+        with pytest.raises(ValueError, match="timespans must be finite and >= 0"):
+            model(x, timespans=ts)
+
+
+def test_zero_timespans_are_allowed():
+    x = torch.randn(2, 5, 3)
+    for name, model in _models().items():
+        y, _ = model(x, timespans=0.0)
+        assert torch.isfinite(y).all(), name
+
+
+def test_one_step_cells_refuse_negative_timespans():
+    from liquid_rl.cfc import CfCCell
+    from liquid_rl.ltc import LTCCell
+    from liquid_rl.wirings import FullyConnected
+
+    wiring = FullyConnected(8)
+    wiring.build(3)
+    for cell in (LTCCell(wiring), CfCCell(3, 8)):
+        with pytest.raises(ValueError, match="timespans must be finite and >= 0"):
+            cell(torch.randn(2, 3), torch.zeros(2, 8), -1.0)
+
+
+@pytest.mark.parametrize("solver", ["explicit", "rk4"])
+def test_explicit_solvers_sub_step_or_raise_with_their_limit(solver):
+    from liquid_rl import LTC
+    from liquid_rl.solvers import EULER_LIMIT, RK4_LIMIT
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 3)
+    model = LTC(3, 8, solver=solver, ode_unfolds=6)
+    with torch.no_grad():
+        for ts in (1.0, 10.0, 30.0):  # h*g/cm passes the limit from ts ~ 3 on: sub-steps keep the state
+            y, h = model(x, timespans=ts)  # bounded (without them it reached 1e23)
+            assert torch.isfinite(h).all() and h.abs().max() < 10, ts
+        with pytest.raises(ValueError, match=f"exceeds its stability limit {EULER_LIMIT if solver == 'explicit' else RK4_LIMIT}"):
+            model(x, timespans=1e6)
+
+
+def test_inf_inputs_give_finite_outputs_in_every_model():
+    x = torch.randn(2, 5, 3)
+    x[0, 2, 1], x[1, 3, 0] = float("inf"), -float("inf")
+    for name, model in _models().items():
+        if name == "liquid_s4":
+            continue  # a linear state space: inf stays inf by design
+        y, h = model(x)
+        assert torch.isfinite(y).all() and torch.isfinite(h).all(), name

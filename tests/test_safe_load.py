@@ -176,12 +176,43 @@ def test_corrupt_and_missing_files(model_file, tmp_path):
     meta = read_metadata(model_file)
     meta["config"]["policy"]["net_arch"] = [32]  # parameters no longer fit the policy
     wrong = _rewrite(model_file, tmp_path / "wrong.zip", {METADATA_NAME: json.dumps(meta).encode()})
-    with pytest.raises(UserError, match="do not fit the policy of its config"):
+    with pytest.raises(UserError, match=r"policy.pth entry '.*' has shape \(16, \d+\), the policy of its config needs \(32, \d+\)"):
         load_agent(wrong)
     meta["config"]["env"]["id"] = "os:Evil-v0"  # configs inside files are validated like any config
     evil = _rewrite(model_file, tmp_path / "evil.zip", {METADATA_NAME: json.dumps(meta).encode()})
     with pytest.raises(UserError, match="without a 'module:' prefix"):
         load_agent(evil)
+
+
+def _with_policy(model_file: Path, dst: Path, change) -> Path:
+    with zipfile.ZipFile(model_file) as z:
+        state = torch.load(io.BytesIO(z.read("policy.pth")), weights_only=True)
+    change(state)
+    out = io.BytesIO()
+    torch.save(state, out)
+    return _rewrite(model_file, dst, {"policy.pth": out.getvalue()})
+
+
+def test_model_tensors_are_checked_at_load(model_file, tmp_path, capsys):
+    first = lambda state: next(k for k, v in state.items() if v.is_floating_point())  # noqa: E731
+    nan = _with_policy(model_file, tmp_path / "nan.zip", lambda s: s[first(s)].view(-1)[0].fill_(float("nan")))
+    with pytest.raises(UserError, match=r"policy\.\S+ holds NaN or infinite values; the model is broken"):
+        load_agent(nan)
+    assert main(["eval", str(nan), "--episodes", "1", "--json", str(tmp_path / "e.json")]) == 2
+    assert "holds NaN or infinite values" in capsys.readouterr().err and not (tmp_path / "e.json").exists()
+    inf = _with_policy(model_file, tmp_path / "inf.zip", lambda s: s[first(s)].view(-1)[-1].fill_(float("-inf")))
+    with pytest.raises(UserError, match="holds NaN or infinite values"):
+        load_agent(inf)
+    double = _with_policy(model_file, tmp_path / "f64.zip", lambda s: s.update({first(s): s[first(s)].double()}))
+    with pytest.raises(UserError, match=r"has dtype torch.float64, expected torch.float32"):
+        load_agent(double)
+    extra = _with_policy(model_file, tmp_path / "extra.zip", lambda s: s.update({"backdoor": torch.zeros(1)}))
+    with pytest.raises(UserError, match="policy.pth has 'backdoor', which the policy of its config does not"):
+        load_agent(extra)
+    half = tmp_path / "half.zip"
+    half.write_bytes(model_file.read_bytes()[: model_file.stat().st_size // 2])
+    with pytest.raises(UserError, match="truncated or corrupt"):
+        load_agent(half)
 
 
 def test_spaces_round_trip_through_json():
