@@ -43,7 +43,8 @@ KINDS: dict[str, tuple[dict, dict, dict]] = {
     "ppo-mlp-discrete": (CARTPOLE, PPO, {"type": "mlp", "net_arch": [16]}),
     "ppo-mlp-box": (PENDULUM, PPO, {"type": "mlp", "net_arch": [16]}),
     "rppo-ltc-ncp": (PENDULUM, RPPO, _liquid("ltc", wiring="ncp", units=10, kwargs={"step_time": 0.1})),
-    "rppo-ltc-explicit": (PENDULUM, RPPO, _liquid("ltc", solver="explicit", ode_unfolds=3)),
+    # explicit Euler is stable for a small step (h = step_time / unfolds against the LTC's ~0.1 time constants)
+    "rppo-ltc-explicit": (PENDULUM, RPPO, _liquid("ltc", solver="explicit", ode_unfolds=3, kwargs={"step_time": 0.1})),
     "rppo-ltc-rk4-random": (CARTPOLE, RPPO, _liquid("ltc", solver="rk4", wiring="random", units=10)),
     "rppo-ltc-mixed": (PENDULUM, RPPO, _liquid("ltc", kwargs={"mixed_memory": True})),
     "rppo-cfc-default": (CARTPOLE, RPPO, _liquid("cfc")),
