@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -115,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                     _cli("train", "--config", str(ROOT / "configs" / f"{config}.yaml"), "--seed", str(seed),
                          "--set", f"train.total_timesteps={args.timesteps}", "--out", str(run))
                 out = run / "robustness"
-                _cli("robustness", str(run), *[a for x in perturb for a in ("--perturb", x)],
+                name = os.path.relpath(run, ROOT) if run.is_relative_to(ROOT) else str(run)
+                _cli("robustness", name, *[a for x in perturb for a in ("--perturb", x)],
                      "--episodes", str(args.episodes), "--out", str(out))
                 data = json.loads((out / "robustness.json").read_text())
                 line = {"env": env, "config": config, "seed": seed, "timesteps": args.timesteps,
