@@ -220,7 +220,6 @@ class RecurrentSAC(OffPolicyAlgorithm):
             raise ValueError("RecurrentSAC does not support Dict observation spaces")
         self.policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule,
                                         **self.policy_kwargs).to(self.device)
-        self._check_previous_inputs(self.env)
         self._create_aliases()
         if self.replay_buffer is None:
             kwargs = dict(self.replay_buffer_kwargs)
@@ -249,7 +248,8 @@ class RecurrentSAC(OffPolicyAlgorithm):
             self.ent_coef_tensor = th.tensor(float(self.ent_coef), device=self.device)
 
     def _check_previous_inputs(self, env: Any) -> None:
-        """With a previous action or reward in ``core_inputs``, the env must append them."""
+        """With a previous action or reward in ``core_inputs``, the env that collects must
+        append them (a loaded model may be built on a stand-in with the same spaces)."""
         wanted = extras(self.policy.core_inputs)
         if env is None or not wanted:
             return
@@ -257,10 +257,6 @@ class RecurrentSAC(OffPolicyAlgorithm):
         if wrapper is None or wrapper.inputs != wanted:
             raise ValueError(f"core_inputs {list(self.policy.core_inputs)} need the env wrapped in "
                              f"liquid_rl.core_inputs.PreviousActionReward(venv, {list(wanted)})")
-
-    def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
-        super().set_env(env, force_reset)
-        self._check_previous_inputs(self.env)
 
     def _create_aliases(self) -> None:
         self.actor = self.policy.actor
@@ -377,6 +373,7 @@ class RecurrentSAC(OffPolicyAlgorithm):
         if env_resets and self.replay_buffer is not None:
             # the next stored step will not follow the newest one: end its episodes there
             self.replay_buffer.truncate_last_step()
+        self._check_previous_inputs(self.env)
         out = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
         assert self.env is not None
         if env_resets or self._actor_state is None or self._actor_state.shape[0] != self.env.num_envs:

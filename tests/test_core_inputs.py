@@ -19,6 +19,7 @@ from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 
 import liquid_rl.envs  # noqa: F401  (registers the environments)
+from liquid_rl.agents import load_agent
 from liquid_rl.agents.recurrent_sac import RecurrentSAC
 from liquid_rl.core_inputs import CoreInputs, PreviousActionReward, check_core_inputs, split_observation
 from liquid_rl.envs.hidden_target import HiddenTargetEnv
@@ -154,10 +155,15 @@ def test_recurrent_sac_with_previous_inputs_trains_saves_and_predicts(tmp_path):
     np.testing.assert_allclose(s1, s2, atol=1e-6)
 
 
-def test_recurrent_sac_refuses_an_env_without_the_wrapper():
-    venv = make_vec_env("liquid_rl/PendulumNoVel-v1", n_envs=1)
+def test_recurrent_sac_refuses_to_collect_with_an_env_without_the_wrapper():
+    short = make_vec_env(lambda: HiddenTargetEnv(), n_envs=1)  # 1 number: shorter than what would be appended
+    with pytest.raises(ValueError, match="core_inputs with a previous action or reward need a flat Box"):
+        RecurrentSAC("MlpPolicy", short, policy_kwargs=dict(core_inputs=ALL), device="cpu")
+    wrong = make_vec_env("liquid_rl/HalfCheetah-P-v5", n_envs=1)  # long enough, but nothing appended
+    model = RecurrentSAC("MlpPolicy", wrong, policy_kwargs=dict(core_inputs=ALL, units=4), buffer_size=100,
+                         device="cpu")
     with pytest.raises(ValueError, match="need the env wrapped in"):
-        RecurrentSAC("MlpPolicy", venv, policy_kwargs=dict(core_inputs=ALL), device="cpu")
+        model.learn(10)
 
 
 def test_recurrent_ppo_with_previous_inputs_rolls_out_and_replays_the_same_log_probs():
@@ -222,8 +228,11 @@ def test_cli_trains_hidden_target_with_core_inputs_from_the_config(tmp_path):
                 "--set", "algo.hyperparams.batch_size=4", "--set", "train.eval_every=0",
                 "--set", "train.checkpoint_every=1000", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    model = RecurrentSAC.load(out / "final" / "model.zip", device="cpu")
+    agent = load_agent(out)  # the safe loader rebuilds the policy from the config
+    model = agent.model
     assert model.policy.core_inputs == ALL and model.observation_space.shape == (1 + 1 + 1,)
+    proc = _cli("eval", str(out), "--episodes", "2", "--deterministic", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr  # evaluation envs get the wrapper from the config too
 
 
 def test_cli_refuses_bad_core_inputs_with_exit_2(tmp_path):
