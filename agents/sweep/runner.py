@@ -27,7 +27,7 @@ EXPERIMENT = "tune"
 
 
 class SweepSummary(dict):
-    """``{"finished": n, "pruned": n, "error": n, "dir": path, "ray_start_s": s, "wall_s": s}``."""
+    """``{"finished": n, "pruned": n, "error": n, "unfinished": n, "dir": path, "ray_start_s": s, "wall_s": s}``."""
 
 
 def prepare_sweep_dir(spec: SweepSpec, out: Path) -> bool:
@@ -95,8 +95,10 @@ class _Rows:
         self.path = out / TRIALS_FILE
 
     def add(self, row: dict[str, Any]) -> None:
-        written = {r["trial"] for r in read_rows(self.path)} if self.path.is_file() else set()
-        if row["trial"] not in written:
+        """Append ``row`` unless its trial has a row already; a finished row supersedes a
+        pruned one (readers take a trial's last row)."""
+        last = {r["trial"]: r["status"] for r in read_rows(self.path)} if self.path.is_file() else {}
+        if row["trial"] not in last or (last[row["trial"]] != "finished" and row["status"] == "finished"):
             append_row(self.path, row)
 
 
@@ -108,6 +110,8 @@ def _callback(rows: _Rows):
             result = trial.last_result or {}
             if result.get("finished"):
                 rows.add(result["row"])
+            else:  # stopped by the scheduler
+                _add_pruned(rows, result, trial.config)
 
     return RowsCallback()
 
@@ -160,16 +164,19 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str | None = None,
             tuner = tune.Tuner(trainable, param_space=_param_space(spec, out),
                                tune_config=_tune_config(spec, concurrent), run_config=run_config)
         results = tuner.fit()
-        summary = SweepSummary(finished=0, pruned=0, error=0, dir=str(out), ray_start_s=round(ray_start, 2))
+        summary = SweepSummary(finished=0, pruned=0, error=0, unfinished=0, dir=str(out),
+                               ray_start_s=round(ray_start, 2))
         for r in results:
             if r.error is not None:
                 summary["error"] += 1
             elif (r.metrics or {}).get("finished"):
                 rows.add(r.metrics["row"])  # a row lost to a kill after the trial finished
                 summary["finished"] += 1
-            else:
+            elif spec.pruner["type"] != "none" and r.metrics:
+                _add_pruned(rows, r.metrics, r.config or {})
                 summary["pruned"] += 1
-                _add_pruned(rows, r, out)
+            else:  # cut off by an interrupt (SIGINT): a rerun continues it
+                summary["unfinished"] += 1
         summary["wall_s"] = round(time.time() - t0, 2)
         return summary
     finally:
@@ -199,24 +206,27 @@ def _tune_config(spec: SweepSpec, concurrent: int | None):
                            max_concurrent_trials=concurrent if not spec.is_search else None)
 
 
-def _add_pruned(rows: _Rows, result: Any, out: Path) -> None:
+def _add_pruned(rows: _Rows, result: dict[str, Any], config: dict[str, Any]) -> None:
     """A trial the scheduler stopped: its row says ``pruned`` (it ran up to ``timesteps``)."""
     from liquid_rl.agents.sweep.trial import previous_wall, setting_label, trial_row
 
-    name = (result.metrics or {}).get("trial")
-    config = result.config or {}
+    name = result.get("trial")
     if not name or "spec" not in config:
         return
     spec = config["spec"]
     overrides = {**spec["overrides"], **(config.get("search") or {})}
-    run_dir = out / "runs" / name
+    run_dir = Path(config["sweep_dir"]) / "runs" / name
     if run_dir.is_dir():
         rows.add(trial_row(run_dir, name, setting_label(spec["base"], overrides), spec["seed"],
-                           {**config.get("fixed", {}), **overrides}, "pruned",
-                           round(previous_wall(run_dir), 2)))
+                           {**config.get("fixed", {}), **overrides}, "pruned", round(previous_wall(run_dir), 2)))
 
 
 def summary_line(summary: SweepSummary) -> str:
-    return (f"liquid-rl: sweep done: {summary['finished']} finished, {summary['pruned']} pruned, "
-            f"{summary['error']} failed in {summary['wall_s']:.0f} s (Ray started in {summary['ray_start_s']:.1f} s). "
-            f"Trials: {summary['dir']}/{TRIALS_FILE}; report: liquid-rl report {summary['dir']}")
+    """One line saying how the sweep ended and where its trials are."""
+    counts = (f"{summary['finished']} finished, {summary['pruned']} pruned, {summary['error']} failed"
+              f" in {summary['wall_s']:.0f} s (Ray started in {summary['ray_start_s']:.1f} s)")
+    if summary["unfinished"]:
+        return (f"liquid-rl: sweep interrupted: {counts}, {summary['unfinished']} unfinished; "
+                f"rerun the same command to continue. Trials: {summary['dir']}/{TRIALS_FILE}")
+    return (f"liquid-rl: sweep done: {counts}. Trials: {summary['dir']}/{TRIALS_FILE}; "
+            f"report: liquid-rl report {summary['dir']}")

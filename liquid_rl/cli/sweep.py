@@ -31,4 +31,6 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out is not None else Path("sweeps") / Path(args.sweep).stem
     summary = run_sweep(spec, out, address=args.address, max_concurrent=args.max_concurrent)
     print(summary_line(summary), file=sys.stderr)
+    if summary["unfinished"]:
+        return 130  # interrupted, as the train command
     return 0 if summary["error"] == 0 else 1
