@@ -417,7 +417,9 @@ class RecurrentSACPolicy(BasePolicy):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Action for each env and the actor state to pass at the next step.
 
-        :param observation: (n_envs, *obs_shape), or one unbatched observation.
+        :param observation: (n_envs, *obs_shape), or one unbatched observation. With a
+            previous action or reward in ``core_inputs`` it is the observation of an env
+            wrapped in ``PreviousActionReward``, which carries them.
         :param state: (n_envs, S) from the previous call; ``None`` is the zero state.
         :param episode_start: (n_envs,) bool, True where a new episode starts (the state
             is zeroed there); ``None`` means no new episode.

@@ -123,6 +123,15 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
             constants of about 0.1 step (``LTCCell.time_constants``), so at 1.0 its state
             settles within each step and carries little from one step to the next; a
             smaller value (e.g. 0.1) keeps more of it.
+        core_inputs: what the cores read each step: "obs" and optionally "prev_action",
+            "prev_reward" (pomdp-baselines, RLlib's lstm_use_prev_*). Those two travel in the
+            observation: wrap the VecEnv in ``liquid_rl.core_inputs.PreviousActionReward``
+            (zeros at episode starts), so RecurrentPPO's rollout buffer, its training
+            minibatches and ``predict`` see them with no extra state. Default ``("obs",)``.
+        input_embeddings: embedding size per input (e.g. ``{"obs": 32, "prev_action": 16,
+            "prev_reward": 16}``); inputs without one enter raw. Actor and critic cores
+            each have their own embeddings.
+        embedding_layer_norm: LayerNorm after each embedding.
         **cell_options: the cell's own options (LTC: ode_unfolds, solver, mixed_memory, ...;
             CfC: mode, backbone_units, ...; wired: seed, sparsity_level).
         Other arguments: as ``sb3_contrib``'s ``RecurrentActorCriticPolicy``.
