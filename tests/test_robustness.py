@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,8 @@ from liquid_rl.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
+CONFIG = Path(__file__).resolve().parent.parent / "configs" / "lane_keeping_ncp.yaml"
+
 TINY = ["--set", "train.total_timesteps=256", "--set", "env.n_envs=2", "--set", "algo.hyperparams.n_steps=128",
         "--set", "algo.hyperparams.batch_size=64", "--set", "train.eval_episodes=1"]
 
@@ -31,7 +34,7 @@ def tiny_runs(tmp_path_factory):
     runs = []
     for seed in (0, 1):
         run = root / f"ncp_s{seed}"
-        assert main(["train", "--config", "configs/lane_keeping_ncp.yaml", "--seed", str(seed), *TINY,
+        assert main(["train", "--config", str(CONFIG), "--seed", str(seed), *TINY,
                      "--out", str(run)]) == 0
         runs.append(run)
     return runs
