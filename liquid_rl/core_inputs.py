@@ -30,7 +30,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 from torch import Tensor, nn
 
-__all__ = ["CORE_INPUTS", "EXTRA_INPUTS", "check_core_inputs", "extra_size", "PreviousActionReward",
+__all__ = ["CORE_INPUTS", "EXTRA_INPUTS", "check_core_inputs", "extras", "action_input_size", "extra_size", "PreviousActionReward",
            "find_previous_inputs", "observation_part", "split_observation", "CoreInputs", "POMDP_BASELINES_EMBEDDINGS"]
 
 CORE_INPUTS = ("obs", "prev_action", "prev_reward")
