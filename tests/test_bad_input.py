@@ -46,6 +46,8 @@ CASES = [
     ("budget 1e30", ["train", "--config", LTC, "--set", "train.total_timesteps=1e30"], "'train.total_timesteps' must be an integer in [1, 1e10], got 1e30"),
     ("progress bar maybe", T + ["--set", "train.progress_bar=maybe"], "'train.progress_bar' must be true or false, got 'maybe'"),
     ("seed too large", T + ["--set", "train.seed=1e20"], "'train.seed' must be an integer in [0, 4294967295]"),
+    ("bool option maybe", T + ["--set", "policy.kwargs={mixed_memory: maybe}"], "'policy.kwargs.mixed_memory' must be true or false, got 'maybe'"),
+    ("wrapper indices abc", T + ["--set", "env.wrappers=[{name: MaskObservation, kwargs: {indices: abc}}]"], "'env.wrappers[0].kwargs.indices' must be a list of integers, got 'abc'"),
     ("typo", T + ["--set", "train.total_timestep=5"], "unknown key 'train.total_timestep' (did you mean 'train.total_timesteps'?)"),
     ("config is a dir", ["train", "--config", "{tmp}"], "is a directory; give a YAML file"),
     ("duplicate key", ["train", "--config", "{tmp}/dup.yaml"], "line 4: duplicate key (key 'train' is given twice)"),

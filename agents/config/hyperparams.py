@@ -9,7 +9,7 @@ import re
 import sys
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from liquid_rl.agents.algorithms import get_algorithm
@@ -17,7 +17,7 @@ from liquid_rl.agents.config.checks import Invalid, as_number, check_section, sh
 from liquid_rl.agents.config.schema import ACTION_NOISE, HYPERPARAM_RANGES
 from liquid_rl.agents.errors import ConfigError
 
-__all__ = ["check_hyperparams", "type_ok", "SCHEDULE"]
+__all__ = ["check_hyperparams", "check_kwarg_types", "type_ok", "SCHEDULE"]
 
 #: "lin_3e-4": a linear schedule from 3e-4 to 0
 SCHEDULE = re.compile(r"^lin_([0-9.eE+-]+)$")
@@ -59,6 +59,54 @@ def type_ok(value: Any, annotation: Any) -> bool:
     if origin is Callable or annotation is Callable or str(annotation).startswith("collections.abc.Callable"):
         return isinstance(value, str) and bool(SCHEDULE.match(value))
     return False
+
+
+_SIMPLE = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+
+
+def _simple_wants(annotation: Any) -> str | None:
+    """What a simple annotation (bool, int, float, str, None, unions and lists of them)
+    asks for, in words; None for anything else (then any value is let through)."""
+    origin = typing.get_origin(annotation)
+    if annotation in _SIMPLE:
+        return _SIMPLE[annotation]
+    if origin in (typing.Union, types.UnionType):
+        parts = [_simple_wants(a) for a in typing.get_args(annotation)]
+        return None if None in parts else " or ".join(dict.fromkeys(parts))  # type: ignore[arg-type]
+    if origin in (list, tuple, Sequence) and len(typing.get_args(annotation)) == 1:
+        inner = _simple_wants(typing.get_args(annotation)[0])
+        return None if inner is None else f"a list of {inner.replace('an ', '').replace('a ', '')}s"
+    return None
+
+
+def _fits(value: Any, annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple, Sequence):
+        inner = typing.get_args(annotation)[0]
+        return isinstance(value, (list, tuple)) and all(_fits(v, inner) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in typing.get_args(annotation))
+    return type_ok(value, annotation)
+
+
+def check_kwarg_types(path: str, kwargs: Mapping[str, Any], functions: Sequence[Callable[..., Any]]) -> None:
+    """Check keyword arguments against the simple annotations (bool, int, float, str, lists
+    of them) of the first of ``functions`` that takes each name, so ``mixed_memory: maybe``
+    is an error here and not a truthy string in the model.
+
+    Raises:
+        ConfigError: naming ``path.<name>`` and the type it needs.
+    """
+    for name, value in kwargs.items():
+        for fn in functions:
+            param = inspect.signature(fn).parameters.get(name)
+            if param is None or param.annotation is inspect.Parameter.empty:
+                continue
+            annotation = _resolve_annotation(param.annotation, fn)
+            wants = _simple_wants(annotation)
+            if wants is not None and not _fits(value, annotation):
+                raise ConfigError(f"'{path}.{name}' must be {wants}, got {show(value)}")
+            break
 
 
 def _resolve_annotation(annotation: Any, fn: Callable[..., Any]) -> Any:

@@ -15,7 +15,7 @@ import torch
 
 import liquid_rl.envs  # noqa: F401  (registers our env ids)
 from liquid_rl.agents.config.checks import REQUIRED, Invalid, Key, check_section, mapping, show, string, unknown_key
-from liquid_rl.agents.config.hyperparams import check_hyperparams
+from liquid_rl.agents.config.hyperparams import check_hyperparams, check_kwarg_types
 from liquid_rl.agents.config.schema import (
     CELL_NAMES,
     LIQUID_KEYS,
@@ -27,6 +27,12 @@ from liquid_rl.agents.config.schema import (
     WRAPPERS,
 )
 from liquid_rl.agents.errors import ConfigError
+from liquid_rl.agents.recurrent_sac_policy import RecurrentSACPolicy
+from liquid_rl.cfc import CfC
+from liquid_rl.extractors import LiquidHistoryExtractor
+from liquid_rl.liquid_s4 import LiquidS4
+from liquid_rl.ltc import LTC
+from liquid_rl.policies import LiquidRecurrentPolicy
 
 __all__ = ["validate_config", "import_target"]
 
@@ -61,6 +67,7 @@ def _check_wrappers(value: Any) -> list[dict[str, Any]]:
         for k in w["kwargs"]:
             if k not in names:
                 raise unknown_key(f"{path}.kwargs", k, sorted(names))
+        check_kwarg_types(f"{path}.kwargs", w["kwargs"], [import_target(WRAPPERS[w["name"]]).__init__])
         out.append(w)
     return out
 
@@ -104,6 +111,12 @@ def _check_policy(policy: dict[str, Any], algo_name: str, env: dict[str, Any]) -
             instead = "policy.units" if k == "lstm_hidden_size" else (
                 "policy.type" if k.startswith("features_extractor") else f"policy.{k}")
             raise ConfigError(f"'policy.kwargs.{k}' is set by {instead}; set it there")
+    if ptype in ("liquid_recurrent", "liquid_history"):
+        # the policy's (or extractor's) own options first, then the cells' (mixed_memory, ...)
+        owner = (LiquidHistoryExtractor if ptype == "liquid_history"
+                 else RecurrentSACPolicy if algo_name == "recurrent_sac" else LiquidRecurrentPolicy)
+        check_kwarg_types("policy.kwargs", policy["kwargs"], [owner.__init__, LTC.__init__, CfC.__init__,
+                                                              LiquidS4.__init__])
     if ptype in ("liquid_recurrent", "liquid_history") and policy["cell"] is None:
         raise ConfigError(f"'policy.cell' is required for policy.type {ptype!r}: one of {', '.join(CELL_NAMES)}")
     if ptype == "liquid_history" and policy["history"] is None:

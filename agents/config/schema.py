@@ -1,7 +1,7 @@
 """The config schema: every key of every section, its checker, default and description.
 
-Name lists come from the registries that own them (``liquid_rl.cells.CELLS``,
-``cells.WIRINGS``, ``solvers.SOLVERS``, ``cfc.MODES``, ``agents.algorithms.ALGORITHMS``),
+Name lists come from the registries that own them (``liquid_rl.core.CELLS``,
+``core.WIRINGS``, ``solvers.SOLVERS``, ``cfc.MODES``, ``agents.algorithms.ALGORITHMS``),
 so adding a cell, a solver or an algorithm is one change there.
 """
 
@@ -26,7 +26,7 @@ from liquid_rl.agents.config.checks import (
     show,
     string,
 )
-from liquid_rl.cells import CELLS, WIRINGS
+from liquid_rl.core import CELLS, WIRINGS
 from liquid_rl.cfc import MODES
 from liquid_rl.core_inputs import CORE_INPUTS, check_core_inputs
 from liquid_rl.solvers import SOLVERS
