@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from liquid_rl.cfc_fused import FusedCfC, recurrence
 from liquid_rl.inference_cache import cached
 from liquid_rl.sequence import LiquidSequence, LSTMCell, check_timespans
+from liquid_rl.threads import one_thread_if_small
 from liquid_rl.wirings import WiredSizes, Wiring, as_wiring
 
 MODES = ("default", "pure", "no_gate")
@@ -180,7 +181,8 @@ class CfCCell(nn.Module):
                 hs = FusedCfC.apply(F.linear(x, w_x, b_x), h0, keep, elapsed, w_h, W, b, self.mode == "no_gate")
             else:  # rollouts: cached weights, no autograd bookkeeping
                 w_x, b_x, w_h, W, b = self._cached_fused_weights(*scales)
-                hs, _ = recurrence(F.linear(x, w_x, b_x), h0, keep, elapsed, w_h, W, b, self.mode == "no_gate")
+                with one_thread_if_small(x.shape[1] * w_x.shape[0]):     # batch x widest layer
+                    hs, _ = recurrence(F.linear(x, w_x, b_x), h0, keep, elapsed, w_h, W, b, self.mode == "no_gate")
             return hs, hs[-1]
         heads_w, heads_b = self._heads()
         if self.backbone is not None:

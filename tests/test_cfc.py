@@ -50,3 +50,28 @@ def test_fused_cfc_gradcheck():
     x = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x, h: m(x, h, timespans=0.7)[0], (x, h0))
+
+
+def test_small_no_grad_batches_run_on_one_thread_and_the_count_is_restored(monkeypatch):
+    """A rollout-sized batch is not split over torch's threads (on a busy machine the
+    hand-offs cost more than the arithmetic); a training-sized one keeps every thread."""
+    import liquid_rl.cfc as cfc_module
+
+    seen: list[int] = []
+    original = cfc_module.recurrence
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cfc_module, "recurrence", spy)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        m = CfC(2, 16)
+        with torch.no_grad():
+            m(torch.randn(256, 4, 2))              # 256 x 64 elements per op: small
+            m(torch.randn(4096, 2, 2))             # 4096 x 64: large
+        assert seen == [1, 2] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
