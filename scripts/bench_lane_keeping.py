@@ -73,7 +73,7 @@ def table(results: Path, env: str) -> str:
     policies = list(dict.fromkeys(r["policy"] for r in pooled))
     runs = {r["policy"]: r["runs"] for r in pooled}
     short = {p: p.split(", ")[-1] for p in policies}  # "<env>, <algorithm>, <policy>": the policy
-    lines = ["| perturbation | level | " + " | ".join(f"{short[p]} ({runs[p]} seeds)" for p in policies) + " |",
+    lines = ["| perturbation | level | " + " | ".join(f"{short[p]} (n={runs[p]})" for p in policies) + " |",
              "|---|---|" + "---|" * len(policies)]
     for kind in dict.fromkeys(r["perturbation"] for r in pooled):
         for level in sorted({r["level"] for r in pooled if r["perturbation"] == kind}):
