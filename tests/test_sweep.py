@@ -125,7 +125,7 @@ def test_grid_of_two_settings_and_two_seeds_gives_four_rows(tmp_path, ray_local)
 
 
 def test_sweep_killed_after_first_trial_resumes_with_each_trial_once(tmp_path, ray_local):
-    path = write_sweep(tmp_path, seeds=[0, 1, 2], max_concurrent=1)
+    path = write_sweep(tmp_path, seeds=[0, 1], max_concurrent=1)
     out = tmp_path / "sweep"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     proc = subprocess.Popen([sys.executable, "-m", "liquid_rl.cli", "sweep", str(path), "--out", str(out)],
@@ -152,7 +152,7 @@ def test_sweep_killed_after_first_trial_resumes_with_each_trial_once(tmp_path, r
     assert sorted(killed.values()).count("finished") == 1 and "running" in killed.values()
     assert main(["sweep", str(path), "--out", str(out)]) == 0
     rows = rows_of(out)
-    assert sorted(r["seed"] for r in rows) == [0, 1, 2]  # each trial once, none lost
+    assert sorted(r["seed"] for r in rows) == [0, 1]  # each trial once, none lost
     for r in rows:
         history = [h["event"] for h in json.loads((Path(r["run_dir"]) / "run.json").read_text())["history"]]
         name = Path(r["run_dir"]).name

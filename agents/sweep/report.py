@@ -170,7 +170,7 @@ def _plot_profile(report: TaskReport, path: Path, reps: int) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     plot_utils.plot_performance_profiles(profiles, taus, performance_profile_cis=cis, ax=ax,
                                          xlabel=r"Return ($\tau$)", ylabel=r"Fraction of runs with return $> \tau$")
-    ax.legend([s.setting for s in report.settings], loc="lower left", fontsize="small")
+    ax.legend(loc="lower left", fontsize="small")  # rliable labels each line with its setting
     ax.set_title(report.task)
     fig.savefig(path, bbox_inches="tight", dpi=100)
     plt.close(fig)
@@ -208,7 +208,7 @@ def _plot_curves(task: str, rows: Sequence[Mapping[str, Any]], path: Path, reps:
     plot_utils.plot_sample_efficiency_curve(steps, points, cis, algorithms=list(scores), ax=ax, xlabel="env steps",
                                             ylabel="IQM evaluation return", labelsize="medium",
                                             ticklabelsize="small")
-    ax.legend(list(scores), fontsize="small")
+    ax.legend(fontsize="small")  # rliable labels each line (not the bands) with its setting
     ax.set_title(task)
     fig.savefig(path, bbox_inches="tight", dpi=100)
     plt.close(fig)
