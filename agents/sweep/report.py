@@ -149,9 +149,8 @@ def _plot_iqm(report: TaskReport, path: Path) -> Path:
     names = [s.setting for s in report.settings]
     points = {s.setting: np.array([s.iqm]) for s in report.settings}
     intervals = {s.setting: np.array([[s.ci[0]], [s.ci[1]]]) for s in report.settings}
-    fig, _ = plot_utils.plot_interval_estimates(points, intervals, metric_names=["IQM"], algorithms=names,
-                                                xlabel="Return", subfigure_width=6, row_height=0.5)
-    fig.suptitle(report.task)
+    fig, _ = plot_utils.plot_interval_estimates(points, intervals, metric_names=[f"IQM, {report.task}"],
+                                                algorithms=names, xlabel="Return", subfigure_width=6, row_height=0.5)
     fig.savefig(path, bbox_inches="tight", dpi=100)
     plt.close(fig)
     return path
