@@ -171,9 +171,9 @@ def check_timespans(ts: Tensor) -> None:
     it would stall the stream every step, so there the caller's data is trusted."""
     if ts.device.type != "cpu" or not ts.numel():
         return
-    bad = ~(torch.isfinite(ts) & (ts >= 0))
-    if torch.is_nonzero(bad.any()):
-        raise ValueError(f"timespans must be finite and >= 0 (0 keeps the state), got {float(ts[bad].flatten()[0]):g}")
+    low = ts.min()  # NaN if any is NaN
+    if not torch.is_nonzero(low >= 0):
+        raise ValueError(f"timespans must be >= 0 and not NaN (0 keeps the state), got {float(low):g}")
 
 
 def elapsed_time_major(timespans: Tensor | float | None, T: int, B: int, batched: bool, batch_first: bool,
@@ -186,8 +186,12 @@ def elapsed_time_major(timespans: Tensor | float | None, T: int, B: int, batched
     """
     if timespans is None:
         return None
+    if isinstance(timespans, (int, float)):
+        if not timespans >= 0:
+            raise ValueError(f"timespans must be >= 0 and not NaN (0 keeps the state), got {timespans:g}")
     ts = torch.as_tensor(timespans, dtype=ref.dtype, device=ref.device)
-    check_timespans(ts)
+    if not isinstance(timespans, (int, float)):
+        check_timespans(ts)
     if ts.dim() == 0:
         return ts.reshape(1, 1, 1).expand(T, B, 1)
     if not batched:
