@@ -26,7 +26,7 @@ from liquid_rl.agents.errors import UserError
 
 __all__ = [
     "CONFIG", "STATUS", "RUN_FILES", "LOCK", "FINAL_DIR", "BEST_DIR", "MODEL", "FINAL_MODEL", "BEST_MODEL",
-    "EPISODES", "EVALUATIONS", "TENSORBOARD", "is_run_dir", "RunLock",
+    "EPISODES", "EVALUATIONS", "TENSORBOARD", "is_run_dir", "in_use_message", "RunLock",
 ]
 
 CONFIG = "config.yaml"
@@ -75,6 +75,11 @@ else:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
+def in_use_message(run_dir: str | Path, owner: str) -> str:
+    """What a second process is told about a locked run directory."""
+    return f"run directory {run_dir} is in use by process {owner}; wait for it to finish or stop it"
+
+
 class RunLock:
     """An OS lock on ``<run>/.lock``, held while a process trains into the run directory.
 
@@ -94,6 +99,23 @@ class RunLock:
     def held(self) -> bool:
         return self._fd is not None
 
+    @staticmethod
+    def holder(run_dir: str | Path) -> str | None:
+        """The process id holding the lock of ``run_dir``, or None when nobody does."""
+        path = Path(run_dir) / LOCK
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            if _try_lock(fd):
+                _unlock(fd)
+                return None
+            return os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        finally:
+            os.close(fd)
+
+
     def acquire(self) -> RunLock:
         """Take the lock (creating the run directory if needed).
 
@@ -112,8 +134,7 @@ class RunLock:
                 owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
             finally:
                 os.close(fd)
-            raise UserError(f"run directory {self.run_dir} is in use by process {owner}; wait for it to "
-                            "finish or stop it")
+            raise UserError(in_use_message(self.run_dir, owner))
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, f"{os.getpid()}\n".encode())

@@ -54,7 +54,7 @@ from liquid_rl.agents.evaluate import run_episodes, summarize
 from liquid_rl.agents.plots import plot_learning_curve, read_episodes, read_evaluations
 from liquid_rl.agents.progress import ProgressCallback, budget_note
 from liquid_rl.agents.output_paths import check_output_dir
-from liquid_rl.agents.run_dir import CONFIG, LOCK, RUN_FILES, TENSORBOARD, RunLock, is_run_dir
+from liquid_rl.agents.run_dir import CONFIG, LOCK, RUN_FILES, TENSORBOARD, RunLock, in_use_message, is_run_dir
 from liquid_rl.agents.safe_load import (
     atomic_write_text,
     load_agent,
@@ -81,10 +81,13 @@ def default_run_dir(config_path: str | Path | None, seed: int) -> Path:
     return Path("runs") / f"{stem}-seed{seed}"
 
 
-def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
+def _prepare_run_dir(run_dir: Path, overwrite: bool, locked_by_us: bool = False) -> None:
     """Raise unless ``run_dir`` may be (re)created (a lock file alone does not count)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--out {run_dir} exists and is not a directory")
+    owner = None if locked_by_us else RunLock.holder(run_dir)
+    if owner is not None:
+        raise UserError(in_use_message(run_dir, owner))
     if run_dir.is_dir() and any(p.name != LOCK for p in run_dir.iterdir()):
         if not overwrite:
             hint = (f"; continue it with --resume {run_dir}" if is_run_dir(run_dir) else "")
@@ -317,7 +320,7 @@ def train(config: str | Path | Mapping[str, Any], out: str | Path | None = None,
     try:
         lock.acquire()
         # again, under the lock: another process may have started in the meantime
-        _prepare_run_dir(run_dir, overwrite)
+        _prepare_run_dir(run_dir, overwrite, locked_by_us=True)
     except UserError:
         venv.close()
         eval_env.close()

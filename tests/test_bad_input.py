@@ -255,3 +255,32 @@ def test_inf_inputs_give_finite_outputs_in_every_model():
             continue  # a linear state space: inf stays inf by design
         y, h = model(x)
         assert torch.isfinite(y).all() and torch.isfinite(h).all(), name
+
+
+def test_a_training_process_holds_its_run_directory(tmp_path, capsys):
+    """The four scenarios against a real training process: a second train into its --out,
+    --overwrite of it and --resume of it each exit 2 and leave its files alone."""
+    run = tmp_path / "run"
+    config = tmp_path / "c.yaml"
+    config.write_text("env: {id: CartPole-v1}\nalgo: {name: ppo, hyperparams: {n_steps: 64}}\n"
+                      "train: {total_timesteps: 1e7, eval_every: 0, progress_bar: false, checkpoint_every: 64}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "liquid_rl.cli", "train", "--config", str(config), "--out", str(run)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "checkpoints" / "latest.json").is_file():
+            assert proc.poll() is None and time.monotonic() < deadline, "training did not start"
+            time.sleep(0.2)
+        expected = f"run directory {run} is in use by process {proc.pid}"
+        for argv in (["train", "--config", str(config), "--out", str(run)],
+                     ["train", "--config", str(config), "--out", str(run), "--overwrite"],
+                     ["train", "--resume", str(run)]):
+            config_before = (run / "config.yaml").read_bytes()
+            assert main(argv) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and expected in err[0], err
+            assert (run / "config.yaml").read_bytes() == config_before and proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+    assert main(["train", "--resume", str(run), "--set", "train.total_timesteps=128", "--no-progress"]) == 0
