@@ -54,7 +54,23 @@ from liquid_rl.agents.evaluate import run_episodes, summarize
 from liquid_rl.agents.plots import plot_learning_curve, read_episodes, read_evaluations
 from liquid_rl.agents.progress import ProgressCallback, budget_note
 from liquid_rl.agents.output_paths import check_output_dir
-from liquid_rl.agents.run_dir import CONFIG, LOCK, RUN_FILES, TENSORBOARD, RunLock, in_use_message, is_run_dir
+from liquid_rl.agents.run_dir import (
+    BEST_DIR,
+    BEST_MODEL,
+    CONFIG,
+    EPISODES,
+    EVALUATIONS,
+    FINAL_DIR,
+    FINAL_MODEL,
+    LOCK,
+    MODEL,
+    RUN_FILES,
+    STATUS,
+    TENSORBOARD,
+    RunLock,
+    in_use_message,
+    is_run_dir,
+)
 from liquid_rl.agents.safe_load import (
     atomic_write_text,
     load_agent,
@@ -98,7 +114,7 @@ def _prepare_run_dir(run_dir: Path, overwrite: bool, locked_by_us: bool = False)
 
 
 def _write_status(run_dir: Path, **update: Any) -> dict[str, Any]:
-    path = run_dir / "run.json"
+    path = run_dir / STATUS
     status: dict[str, Any] = {}
     if path.is_file():
         try:
@@ -200,7 +216,7 @@ class BestModelCallback(BaseCallback):
         self.last_step = -1
         self.due: _Every | None = None
         self.best = -np.inf
-        best = run_dir / "best" / "eval.json"
+        best = run_dir / BEST_DIR / "eval.json"
         if best.is_file():
             try:
                 self.best = float(json.loads(best.read_text())["mean_return"])
@@ -231,15 +247,15 @@ class BestModelCallback(BaseCallback):
         self.logger.record("eval/std_reward", result["std_return"])
         self.logger.record("eval/mean_ep_length", result["mean_length"])
         self.logger.dump(self.num_timesteps)  # as SB3's EvalCallback: stamped with this step
-        evaluations = read_evaluations(self.run_dir / "evaluations.json")
+        evaluations = read_evaluations(self.run_dir / EVALUATIONS)
         evaluations.append(result)
-        atomic_write_text(self.run_dir / "evaluations.json", json.dumps(evaluations, indent=1))
+        atomic_write_text(self.run_dir / EVALUATIONS, json.dumps(evaluations, indent=1))
         if self.on_evaluation is not None:  # e.g. a sweep reporting the curve to its scheduler
             self.on_evaluation(result)
         if result["mean_return"] > self.best:
             self.best = result["mean_return"]
-            best = self.run_dir / "best"
-            save_agent(self.model, best / "model.zip", self.config)
+            best = self.run_dir / BEST_DIR
+            save_agent(self.model, best / MODEL, self.config)
             _write_normalization(self.model, best)
             atomic_write_text(best / "eval.json", json.dumps(result, indent=1))
         try:
@@ -360,7 +376,7 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress_bar: 
     run = Path(run_dir)
     if not run.is_dir():
         raise UserError(f"--resume {run}: no such run directory")
-    if not (run / "config.yaml").is_file():
+    if not (run / CONFIG).is_file():
         raise UserError(f"--resume {run}: not a run directory (no config.yaml)")
     for item in overrides:
         if item.partition("=")[0].strip() != "train.total_timesteps":
@@ -399,7 +415,7 @@ def _resume_locked(run: Path, cfg: dict[str, Any], progress_bar: bool | None,
     eval_env = make_vec_env(cfg, n_envs=1, seed=seed + EVAL_SEED_OFFSET + start, training=False,
                             check_finite=cfg["train"]["check_finite"])
 
-    atomic_write_text(run / "config.yaml", dump_config(cfg))
+    atomic_write_text(run / CONFIG, dump_config(cfg))
     _truncate_logs(run, start)
     total = cfg["train"]["total_timesteps"]
     _write_status(run, status="running", total_timesteps=total, num_timesteps=start,
@@ -417,17 +433,17 @@ def _resume_locked(run: Path, cfg: dict[str, Any], progress_bar: bool | None,
 def _truncate_logs(run: Path, step: int) -> None:
     """Forget episodes and evaluations after ``step`` (those steps are run again) and
     remove temporary files left by a killed process."""
-    for folder in (run, run / "best", run / "final"):
+    for folder in (run, run / BEST_DIR, run / FINAL_DIR):
         for leftover in folder.glob(".*.tmp"):
             leftover.unlink(missing_ok=True)
-    episodes = read_episodes(run / "episodes.csv")
+    episodes = read_episodes(run / EPISODES)
     if len(episodes):
         keep = episodes[episodes[:, 0] <= step]
         lines = ["step,return,length"] + [f"{int(s)},{r:.6g},{int(n)}" for s, r, n in keep]
-        atomic_write_text(run / "episodes.csv", "\n".join(lines) + "\n")
-    evaluations = read_evaluations(run / "evaluations.json")
+        atomic_write_text(run / EPISODES, "\n".join(lines) + "\n")
+    evaluations = read_evaluations(run / EVALUATIONS)
     if evaluations:
-        atomic_write_text(run / "evaluations.json",
+        atomic_write_text(run / EVALUATIONS,
                           json.dumps([e for e in evaluations if e.get("step", 0) <= step], indent=1))
 
 
@@ -445,7 +461,7 @@ def _learn(run_dir: Path, cfg: dict[str, Any], model: BaseAlgorithm, venv: VecEn
         model.set_logger(configure(str(run_dir / TENSORBOARD), formats))
     progress = t["progress_bar"] if progress_bar is None else progress_bar
     checkpoints = CheckpointCallback(run_dir, cfg)
-    callbacks: list[BaseCallback] = [checkpoints, EpisodeLogCallback(run_dir / "episodes.csv")]
+    callbacks: list[BaseCallback] = [checkpoints, EpisodeLogCallback(run_dir / EPISODES)]
     best = BestModelCallback(run_dir, cfg, eval_env, on_evaluation) if t["eval_every"] > 0 else None
     if best is not None:
         callbacks.append(best)
@@ -487,8 +503,8 @@ class _ResumedTensorBoard(TensorBoardOutputFormat):
 
 
 def _finish(run_dir: Path, cfg: Mapping[str, Any], model: BaseAlgorithm) -> Path:
-    final = run_dir / "final"
-    save_agent(model, final / "model.zip", cfg)
+    final = run_dir / FINAL_DIR
+    save_agent(model, final / MODEL, cfg)
     _write_normalization(model, final)
     curve = plot_learning_curve(run_dir, title=_title(cfg))
     _write_status(run_dir, status="finished", num_timesteps=int(model.num_timesteps), finished=time.time())
@@ -498,9 +514,9 @@ def _finish(run_dir: Path, cfg: Mapping[str, Any], model: BaseAlgorithm) -> Path
 
 def _summary(run_dir: Path, curve: Path) -> str:
     lines = [f"liquid-rl: done. Results in {run_dir}/"]
-    items = [("final model", run_dir / "final" / "model.zip"), ("best model", run_dir / "best" / "model.zip"),
+    items = [("final model", run_dir / FINAL_MODEL), ("best model", run_dir / BEST_MODEL),
              ("learning curve", curve), ("wiring", run_dir / "wiring.png"),
-             ("evaluations", run_dir / "evaluations.json")]
+             ("evaluations", run_dir / EVALUATIONS)]
     for label, p in items:
         if p.exists():
             lines.append(f"  {label + ':':16s}{p}")
