@@ -96,7 +96,8 @@ def _compiler() -> str | None:
 
 def _build(cxx: str, flags: list[str]) -> Path:
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
-    key = hashlib.sha256("\0".join([_SOURCE.read_text(), " ".join(flags), version, platform.machine(),
+    sources = [_SOURCE.read_text(), *(p.read_text() for p in sorted(_SOURCE.parent.glob("*.h")))]
+    key = hashlib.sha256("\0".join([*sources, " ".join(flags), version, platform.machine(),
                                     platform.node() if any("native" in f for f in flags) else ""]).encode()
                      ).hexdigest()[:16]
     target = _cache_dir() / f"ltc_cpu_{key}.so"

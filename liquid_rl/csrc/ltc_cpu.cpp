@@ -19,11 +19,14 @@
 #include <cstdint>
 #include <cstring>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 #if defined(__SSE__)
 #include <xmmintrin.h>
 #endif
+
+#include "simd.h"
 
 namespace {
 
@@ -41,38 +44,31 @@ struct FlushDenormals {
 #endif
 };
 
-// exp for float in plain arithmetic (Cephes polynomial, ~1 ulp on [-80, 80]) so that
-// the synapse loops vectorise; std::exp is a library call the compiler cannot.
-inline float exp_approx(float x) {
-    x = x < -80.0f ? -80.0f : (x > 80.0f ? 80.0f : x);
-    const float n = std::nearbyint(x * 1.44269504088896341f);
-    const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-    float scale;
-    std::memcpy(&scale, &bits, sizeof(scale));
-    return p * scale;
-}
+using liquid_rl_simd::hsum;
+using liquid_rl_simd::load;
+using liquid_rl_simd::Pack;
+using liquid_rl_simd::sigmoid;
+using liquid_rl_simd::store;
 
-inline double exp_approx(double x) { return std::exp(x); }
-
+// Conductance sums of L synapses into one neuron from presynaptic values x (L), or
+// x[idx[l]] when idx is given: a = sum w0 * s, g = sum w1 * s with s = sigmoid(sj * x + mj);
+// W synapses per register, the rest one by one.
 template <typename T>
-inline T sigmoid(T z) { return T(1) / (T(1) + exp_approx(-z)); }
-
-// Conductance sums of L synapses into one neuron from contiguous presynaptic values x (L):
-// a = sum w0 * s, g = sum w1 * s with s = sigmoid(sj * x + mj); vectorised over synapses.
-template <typename T>
-inline void synapse_sums(int L, const T* x, const T* sj, const T* mj, const T* w0, const T* w1, T* a_out, T* g_out) {
-    T a = 0, g = 0;
-#pragma omp simd reduction(+ : a, g)
-    for (int l = 0; l < L; ++l) {
-        const T s = sigmoid(sj[l] * x[l] + mj[l]);
+inline void synapse_sums(int L, const T* x, const int64_t* idx, const T* sj, const T* mj, const T* w0, const T* w1,
+                         T* a_out, T* g_out) {
+    using V = typename Pack<T>::V;
+    constexpr int W = Pack<T>::W;
+    V av{}, gv{};
+    int l = 0;
+    for (; l + W <= L; l += W) {
+        const V xv = idx ? liquid_rl_simd::gather<V>(x, idx + l) : load<V>(x + l);
+        const V s = sigmoid(load<V>(sj + l) * xv + load<V>(mj + l));
+        av += load<V>(w0 + l) * s;
+        gv += load<V>(w1 + l) * s;
+    }
+    T a = hsum(av), g = hsum(gv);
+    for (; l < L; ++l) {
+        const T s = sigmoid(sj[l] * (idx ? x[idx[l]] : x[l]) + mj[l]);
         a += w0[l] * s;
         g += w1[l] * s;
     }
@@ -89,18 +85,8 @@ inline void unfold(int N, int K, const T* v, const T* num0, const T* den0, T h, 
         const T* mj = nsmu + j * K;
         const T* w0 = M2 + j * 2 * K;
         const T* w1 = w0 + K;
-        T a = 0, g = 0;
-        if (dense) {
-            synapse_sums(K, v, sj, mj, w0, w1, &a, &g);
-        } else {
-            const int64_t* srcj = src + j * K;
-#pragma omp simd reduction(+ : a, g)
-            for (int k = 0; k < K; ++k) {
-                const T s = sigmoid(sj[k] * v[srcj[k]] + mj[k]);
-                a += w0[k] * s;
-                g += w1[k] * s;
-            }
-        }
+        T a, g;
+        synapse_sums(K, v, dense ? nullptr : src + j * K, sj, mj, w0, w1, &a, &g);
         const T d = den0[j] + h * g;
         den[j] = d;
         out[j] = (cm[j] * v[j] + num0[j] + h * a) / d;
@@ -200,24 +186,30 @@ LTC_WIDE void backward_dense_group(int Tn, int B, int bs, int N, int U, const T*
                     G1[g] = -g_num * v_next[g * N + j] * ht[g];
                 }
                 const SynapseRow<T> r(j, N, sig, nsmu, M2, g_sig, g_nsmu, g_M2);
-#pragma omp simd
-                for (int k = 0; k < N; ++k) {
-                    T a0 = 0, a1 = 0, as = 0, am = 0;
+                // Synapses k..k+width-1 (a register of them, or one) for the G samples.
+                auto synapses = [&](auto zero, int k) {
+                    using P = decltype(zero);
+                    const P sg = load<P>(r.sig + k), nm = load<P>(r.nsmu + k);
+                    const P w0 = load<P>(r.w0 + k), w1 = load<P>(r.w1 + k);
+                    P a0 = zero, a1 = zero, as = zero, am = zero;
                     for (int g = 0; g < G; ++g) {
-                        const T vs = v[g * N + k];
-                        const T s = sigmoid(r.sig[k] * vs + r.nsmu[k]);
+                        const P vs = load<P>(v + g * N + k);
+                        const P s = sigmoid(sg * vs + nm);
                         a0 += G0[g] * s;
                         a1 += G1[g] * s;
-                        const T z = (r.w0[k] * G0[g] + r.w1[k] * G1[g]) * s * (T(1) - s);
+                        const P z = (w0 * G0[g] + w1 * G1[g]) * s * (T(1) - s);
                         as += z * vs;
                         am += z;
-                        gnew[g * N + k] += z * r.sig[k];
+                        store(gnew.data() + g * N + k, load<P>(gnew.data() + g * N + k) + z * sg);
                     }
-                    r.g_w0[k] += a0;
-                    r.g_w1[k] += a1;
-                    r.g_sig[k] += as;
-                    r.g_nsmu[k] += am;
-                }
+                    store(r.g_w0 + k, load<P>(r.g_w0 + k) + a0);
+                    store(r.g_w1 + k, load<P>(r.g_w1 + k) + a1);
+                    store(r.g_sig + k, load<P>(r.g_sig + k) + as);
+                    store(r.g_nsmu + k, load<P>(r.g_nsmu + k) + am);
+                };
+                int k = 0;
+                for (; k + Pack<T>::W <= N; k += Pack<T>::W) synapses(typename Pack<T>::V{}, k);
+                for (; k < N; ++k) synapses(T(0), k);
             }
             gv.swap(gnew);
         }
@@ -318,7 +310,7 @@ void infer(int Tn, int B, int N, int K, int I, int U, const T* v0, const T* keep
             const T* xt = x + (static_cast<int64_t>(t) * B + b) * I;
             for (int j = 0; j < N; ++j) {
                 T a, g;
-                synapse_sums(I, xt, ssig + j * I, nssmu + j * I, M2s + j * 2 * I, M2s + j * 2 * I + I, &a, &g);
+                synapse_sums(I, xt, nullptr, ssig + j * I, nssmu + j * I, M2s + j * 2 * I, M2s + j * 2 * I + I, &a, &g);
                 num0[j] = ht * (glvl[j] + a);
                 den0[j] = cm[j] + ht * (gl_eps[j] + g);
             }
@@ -343,12 +335,15 @@ constexpr int kLanes = 8;
 // acc_a += a0 * s, acc_g += a1 * s with s = sigmoid(sg * x + nm).
 template <typename T>
 LTC_WIDE inline void synapse_forward(int L, const T* x, T sg, T nm, T a0, T a1, T* acc_a, T* acc_g) {
-#pragma omp simd
-    for (int l = 0; l < L; ++l) {
-        const T s = sigmoid(sg * x[l] + nm);
-        acc_a[l] += a0 * s;
-        acc_g[l] += a1 * s;
-    }
+    auto lanes = [&](auto zero, int l) {
+        using P = decltype(zero);
+        const P s = sigmoid(sg * load<P>(x + l) + nm);
+        store(acc_a + l, load<P>(acc_a + l) + a0 * s);
+        store(acc_g + l, load<P>(acc_g + l) + a1 * s);
+    };
+    int l = 0;
+    for (; l + Pack<T>::W <= L; l += Pack<T>::W) lanes(typename Pack<T>::V{}, l);
+    for (; l < L; ++l) lanes(T(0), l);
 }
 
 // Its backward given dL/dacc_a = G0 and dL/dacc_g = G1 (L lanes): adds dL/dx to gx and the
@@ -356,21 +351,27 @@ LTC_WIDE inline void synapse_forward(int L, const T* x, T sg, T nm, T a0, T a1, 
 template <typename T>
 LTC_WIDE inline void synapse_backward(int L, const T* x, T sg, T nm, T a0, T a1, const T* G0, const T* G1, T* gx, T* g_a0,
                              T* g_a1, T* g_sg, T* g_nm) {
-    T s0 = 0, s1 = 0, ss = 0, sm = 0;
-#pragma omp simd reduction(+ : s0, s1, ss, sm)
-    for (int l = 0; l < L; ++l) {
-        const T s = sigmoid(sg * x[l] + nm);
-        s0 += G0[l] * s;
-        s1 += G1[l] * s;
-        const T z = (a0 * G0[l] + a1 * G1[l]) * s * (T(1) - s);
-        ss += z * x[l];
-        sm += z;
-        gx[l] += z * sg;
-    }
-    *g_a0 += s0;
-    *g_a1 += s1;
-    *g_sg += ss;
-    *g_nm += sm;
+    using V = typename Pack<T>::V;
+    V s0{}, s1{}, ss{}, sm{};   // per-lane partial sums, added up at the end
+    T t0 = 0, t1 = 0, ts = 0, tm = 0;
+    auto lanes = [&](auto& p0, auto& p1, auto& ps, auto& pm, int l) {
+        using P = std::remove_reference_t<decltype(p0)>;
+        const P xv = load<P>(x + l), g0 = load<P>(G0 + l), g1 = load<P>(G1 + l);
+        const P s = sigmoid(sg * xv + nm);
+        p0 += g0 * s;
+        p1 += g1 * s;
+        const P z = (a0 * g0 + a1 * g1) * s * (T(1) - s);
+        ps += z * xv;
+        pm += z;
+        store(gx + l, load<P>(gx + l) + z * sg);
+    };
+    int l = 0;
+    for (; l + Pack<T>::W <= L; l += Pack<T>::W) lanes(s0, s1, ss, sm, l);
+    for (; l < L; ++l) lanes(t0, t1, ts, tm, l);
+    *g_a0 += hsum(s0) + t0;
+    *g_a1 += hsum(s1) + t1;
+    *g_sg += hsum(ss) + ts;
+    *g_nm += hsum(sm) + tm;
 }
 
 // All synapses into neuron j over lanes [l0, l0 + L) of v (N, B), the sums kept in registers
@@ -378,20 +379,22 @@ LTC_WIDE inline void synapse_backward(int L, const T* x, T sg, T nm, T a0, T a1,
 template <int L, typename T>
 LTC_WIDE inline void synapses_into_block(int j, int K, int cnt, int B, int l0, const T* v, const T* sig, const T* nsmu,
                                 const T* M2, const int64_t* src, T* acc_a, T* acc_g) {
-    T a[L] = {}, g[L] = {};
+    using V = typename Pack<T>::V;
+    constexpr int W = Pack<T>::W, R = L / W;   // R registers of sums of each kind
+    static_assert(L % W == 0, "a block is a whole number of registers");
+    V a[R] = {}, g[R] = {};
     for (int k = 0; k < cnt; ++k) {
         const T* x = v + src[j * K + k] * B + l0;
         const T sg = sig[j * K + k], nm = nsmu[j * K + k], a0 = M2[j * 2 * K + k], a1 = M2[j * 2 * K + K + k];
-#pragma omp simd
-        for (int l = 0; l < L; ++l) {
-            const T s = sigmoid(sg * x[l] + nm);
-            a[l] += a0 * s;
-            g[l] += a1 * s;
+        for (int r = 0; r < R; ++r) {
+            const V s = sigmoid(sg * load<V>(x + r * W) + nm);
+            a[r] += a0 * s;
+            g[r] += a1 * s;
         }
     }
-    for (int l = 0; l < L; ++l) {
-        acc_a[l0 + l] = a[l];
-        acc_g[l0 + l] = g[l];
+    for (int r = 0; r < R; ++r) {
+        store(acc_a + l0 + r * W, a[r]);
+        store(acc_g + l0 + r * W, g[r]);
     }
 }
 
@@ -399,7 +402,7 @@ template <typename T>
 LTC_WIDE inline void unfold_nm(int N, int K, int B, const int64_t* fanin, const T* v, const T* n0, const T* d0, const T* hb,
                       const T* cm, const T* sig, const T* nsmu, const T* M2, const int64_t* src, T* acc_a, T* acc_g,
                       T* out, T* den) {
-    constexpr int kBlock = 64 / sizeof(T);   // two 256-bit vectors of sums of each kind
+    constexpr int kBlock = 64 / sizeof(T);   // 64 bytes of sums of each kind (two AVX2 registers)
     const int blocked = B / kBlock * kBlock;
     for (int j = 0; j < N; ++j) {
         const int cnt = fanin ? static_cast<int>(fanin[j]) : K;
