@@ -12,6 +12,11 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#if defined(__SSE__)
+#include <immintrin.h>
+#elif defined(__ARM_NEON)
+#include <arm_neon.h>
+#endif
 
 namespace liquid_rl_simd {
 
@@ -70,8 +75,37 @@ inline float hsum(VFloat v) {
 inline float hsum(float v) { return v; }
 inline double hsum(double v) { return v; }
 
-inline VFloat select(VInt mask, VFloat a, VFloat b) {
-    return reinterpret_cast<VFloat>((mask & reinterpret_cast<VInt>(a)) | (~mask & reinterpret_cast<VInt>(b)));
+// min(max(x, lo), hi) lane by lane, NaN kept (x86 min/max return their second operand on
+// NaN): one instruction each where the target has them, against a compare and three bit
+// operations for each select.
+#if defined(__AVX512F__)
+using Native = __m512;
+inline Native native_min(Native a, Native b) { return _mm512_maskz_min_ps(0xFFFF, a, b); }
+inline Native native_max(Native a, Native b) { return _mm512_maskz_max_ps(0xFFFF, a, b); }
+#elif defined(__AVX__)
+using Native = __m256;
+inline Native native_min(Native a, Native b) { return _mm256_min_ps(a, b); }
+inline Native native_max(Native a, Native b) { return _mm256_max_ps(a, b); }
+#elif defined(__SSE__)
+using Native = __m128;
+inline Native native_min(Native a, Native b) { return _mm_min_ps(a, b); }
+inline Native native_max(Native a, Native b) { return _mm_max_ps(a, b); }
+#elif defined(__ARM_NEON)
+using Native = float32x4_t;
+inline Native native_min(Native a, Native b) { return vminq_f32(a, b); }
+inline Native native_max(Native a, Native b) { return vmaxq_f32(a, b); }
+#endif
+
+inline VFloat clamp(VFloat x, float lo, float hi) {
+    const VFloat l = VFloat{} + lo, h = VFloat{} + hi;
+#if defined(__SSE__) || defined(__ARM_NEON)
+    auto nat = [](VFloat v) { return reinterpret_cast<Native>(v); };
+    return reinterpret_cast<VFloat>(native_min(nat(h), native_max(nat(l), nat(x))));
+#else
+    const VInt below = x < l, above = x > h;
+    x = reinterpret_cast<VFloat>((below & reinterpret_cast<VInt>(l)) | (~below & reinterpret_cast<VInt>(x)));
+    return reinterpret_cast<VFloat>((above & reinterpret_cast<VInt>(h)) | (~above & reinterpret_cast<VInt>(x)));
+#endif
 }
 
 // exp for float (Cephes polynomial, ~1 ulp on [-80, 80], clamped outside), branch-free.
@@ -95,12 +129,12 @@ inline float exp_approx(float x) {
 }
 
 inline VFloat exp_approx(VFloat x) {
-    const VFloat lo = VFloat{} - 80.0f, hi = VFloat{} + 80.0f;
-    x = select(x < lo, lo, x);
-    x = select(x > hi, hi, x);
-    // Round to nearest (even) by the 1.5 * 2^23 trick: |x * log2(e)| <= 116 < 2^22.
+    x = clamp(x, -80.0f, 80.0f);
+    // Round to nearest (even) by adding 1.5 * 2^23 (|x * log2(e)| <= 116 < 2^22): t's low
+    // bits then hold n, so its bits + 127, shifted, are the exponent of 2^n.
     const VFloat magic = VFloat{} + 12582912.0f;
-    const VFloat n = (x * 1.44269504088896341f + magic) - magic;
+    const VFloat t = x * 1.44269504088896341f + magic;
+    const VFloat n = t - magic;
     const VFloat r = x - n * 0.693359375f + n * 2.12194440e-4f;
     VFloat p = VFloat{} + 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -109,7 +143,7 @@ inline VFloat exp_approx(VFloat x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    const VInt bits = (__builtin_convertvector(n, VInt) + 127) << 23;
+    const VInt bits = (reinterpret_cast<VInt>(t) + 127) << 23;
     return p * reinterpret_cast<VFloat>(bits);
 }
 
