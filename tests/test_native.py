@@ -264,22 +264,32 @@ import torch
 from liquid_rl import LTC, native, wirings
 assert native.isa() == {isa!r} and native.available()
 torch.manual_seed(0)
-for wiring in (wirings.FullyConnected(16), wirings.AutoNCP(19, 1)):        # dense and sparse
-    for batch in (5, 19):                                                  # batch- and neuron-major paths
-        ours = LTC(4, wiring, kernel="native").double()
-        ref = LTC(4, wiring, kernel="eager").double()
-        ref.load_state_dict(ours.state_dict())
-        x = torch.randn(batch, 6, 4, dtype=torch.float64)
-        ts = torch.rand(batch, 6, dtype=torch.float64) + 0.1               # per-sample elapsed times
-        resets = torch.rand(batch, 6) < 0.2
-        outs = [m(x, timespans=ts, resets=resets) for m in (ours, ref)]
-        for y, h in outs:
-            (y.square().sum() + h.sum()).backward()
-        torch.testing.assert_close(outs[0][0], outs[1][0])
-        for (name, p), q in zip(ours.named_parameters(), ref.parameters()):
-            torch.testing.assert_close(p.grad, q.grad, msg=name)
-        with torch.no_grad():
-            torch.testing.assert_close(ours(x, timespans=ts, resets=resets)[0], outs[1][0].detach())
+# float64 to eager's precision; float32 (the explicit-SIMD path) to float32 rounding.
+for dtype, tol, gtol in ((torch.float64, {{}}, None), (torch.float32, dict(rtol=1e-5, atol=2e-6), 1e-4)):
+    for wiring in (wirings.FullyConnected(16), wirings.AutoNCP(19, 1)):    # dense and sparse
+        for batch in (5, 19):                                              # batch- and neuron-major paths
+            ours = LTC(4, wiring, kernel="native").to(dtype)
+            ref = LTC(4, wiring, kernel="eager").to(dtype)
+            ref.load_state_dict(ours.state_dict())
+            x = torch.randn(batch, 6, 4, dtype=dtype)
+            ts = torch.rand(batch, 6, dtype=dtype) + 0.1                   # per-sample elapsed times
+            resets = torch.rand(batch, 6) < 0.2
+            outs = [m(x, timespans=ts, resets=resets) for m in (ours, ref)]
+            for y, h in outs:
+                (y.square().sum() + h.sum()).backward()
+            torch.testing.assert_close(outs[0][0], outs[1][0], **tol)
+            for (name, p), q in zip(ours.named_parameters(), ref.parameters()):
+                g_tol = {{}} if gtol is None else dict(rtol=gtol, atol=gtol * q.grad.abs().max().item())
+                torch.testing.assert_close(p.grad, q.grad, msg=name, **g_tol)
+            with torch.no_grad():
+                torch.testing.assert_close(ours(x, timespans=ts, resets=resets)[0], outs[1][0].detach(), **tol)
+for batch in (2, 19):                       # sigmoid arguments far beyond the exp's +-80 clamp
+    ours = LTC(4, 16, kernel="native")
+    with torch.no_grad():
+        ours.rnn_cell.sigma.mul_(1e4)
+    y, h = ours(torch.randn(batch, 4, 4) * 100)
+    (y.sum() + h.sum()).backward()
+    assert torch.isfinite(y).all() and all(torch.isfinite(p.grad).all() for p in ours.parameters())
 print("ok")
 """
 
@@ -287,8 +297,9 @@ print("ok")
 @pytest.mark.parametrize("isa", [name for name in native.ISA_FLAGS if name != "native"])
 def test_every_isa_build_this_cpu_runs_matches_the_eager_kernel(isa, tmp_path):
     """The AVX2, AVX-512 and generic builds (those this CPU can execute) give the eager
-    kernel's values and gradients: dense and sparse, both batch layouts, per-sample
-    elapsed times, resets, and the no-grad path."""
+    kernel's values and gradients in float64 and float32 (the explicit-SIMD path): dense and
+    sparse, both batch layouts, per-sample elapsed times, resets, the no-grad path, and
+    saturated synapses stay finite."""
     if not native.cpu_runs(isa):
         pytest.skip(f"this CPU cannot run a {isa} build")
     env = dict(os.environ, LIQUID_RL_NATIVE_ISA=isa)
