@@ -176,7 +176,12 @@ class CfCCell(nn.Module):
         I = self.input_size
         scales = self._fused_scales()
         if scales is not None:
-            if torch.is_grad_enabled():
+            gpu = triton_recurrence(x.device)
+            if gpu is not None:  # one launch per sequence each way, state on chip
+                weights = self._fused_weights(*scales) if torch.is_grad_enabled() else self._cached_fused_weights(*scales)
+                w_x, b_x, w_h, W, b = weights
+                hs = gpu.apply(F.linear(x, w_x, b_x), h0, keep, elapsed, w_h, W, b, self.mode == "no_gate")
+            elif torch.is_grad_enabled():
                 w_x, b_x, w_h, W, b = self._fused_weights(*scales)
                 hs = FusedCfC.apply(F.linear(x, w_x, b_x), h0, keep, elapsed, w_h, W, b, self.mode == "no_gate")
             else:  # rollouts: cached weights, no autograd bookkeeping
@@ -214,6 +219,17 @@ class CfCCell(nn.Module):
             raise ValueError(f"CfCCell state must have shape ({input.shape[0]}, {self.hidden_size}); got {tuple(hx.shape)}")
         _, h = self.sequence(input.unsqueeze(0), hx, _step_elapsed(ts, input))
         return h, h
+
+
+def triton_recurrence(device: torch.device) -> type[torch.autograd.Function] | None:
+    """The Triton CfC recurrence (:class:`liquid_rl.kernels.triton_cfc.TritonCfC`, same
+    arguments and numbers as :class:`~liquid_rl.cfc_fused.FusedCfC`) for CUDA tensors where
+    Triton runs; None elsewhere, where the PyTorch recurrence runs."""
+    if device.type != "cuda":
+        return None
+    from liquid_rl.kernels import triton_cfc  # imports Triton, an optional extra: only on CUDA
+
+    return triton_cfc.TritonCfC if triton_cfc.triton_ltc.available() else None
 
 
 def _step_elapsed(ts: Tensor | float, ref: Tensor) -> Tensor | None:

@@ -105,3 +105,36 @@ def test_kernels_compile_for_sm90_within_shared_memory(backbone, monkeypatch, tm
         compiled = triton.compile(ASTSource(triton_cfc._COMPILED[fn], signature, consts),
                                   target=GPUTarget("cuda", 90, 32), options={"num_warps": 8})
         assert compiled.asm["cubin"] and compiled.metadata.shared <= 227 * 1024, (fn.__name__, compiled.metadata.shared)
+
+
+@pytest.mark.parametrize("mode", ["default", "no_gate"])
+def test_cfc_routes_through_the_triton_recurrence_where_it_runs(mode, monkeypatch):
+    """``CfC`` on a device where Triton runs (CUDA; here the interpreter stands in for it)
+    gives the numbers and gradients of the PyTorch path, with resets and per-sample dt."""
+    import liquid_rl.cfc as cfc_module
+    from liquid_rl import CfC
+
+    torch.manual_seed(0)
+    model = CfC(3, 6, mode=mode, batch_first=True).double()
+    x = torch.randn(2, 4, 3, dtype=torch.float64)
+    ts = torch.rand(2, 4, dtype=torch.float64) + 0.5
+    resets = torch.tensor([[False, False, True, False], [False, True, False, False]])
+
+    def outputs():
+        model.zero_grad()
+        y, h = model(x, timespans=ts, resets=resets)
+        (y.square().sum() + h.sum()).backward()
+        with torch.no_grad():
+            y_ng, _ = model(x, timespans=ts, resets=resets)
+        return y.detach(), y_ng, [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    want = outputs()
+    monkeypatch.setattr(cfc_module, "triton_recurrence", lambda device: TritonCfC)
+    got = outputs()
+    torch.testing.assert_close(got[0], want[0], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(got[1], want[1], rtol=1e-10, atol=1e-10)
+    assert len(got[2]) == len(want[2])
+    for a, b in zip(got[2], want[2]):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+    monkeypatch.undo()
+    assert cfc_module.triton_recurrence(torch.device("cpu")) is None   # the CPU keeps the PyTorch path
