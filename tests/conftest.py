@@ -28,3 +28,32 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+#: Tensor methods that copy a value to the host: each stalls a CUDA stream.
+SYNC_POINTS = ("item", "tolist", "numpy", "cpu", "nonzero", "__bool__", "__float__", "__int__", "__index__")
+
+
+@pytest.fixture
+def host_reads(monkeypatch):
+    """CPU stand-in for ``torch.cuda.set_sync_debug_mode("error")``: ``start(skip=None)``
+    records from then on every call of a :data:`SYNC_POINTS` method (except while
+    ``skip()`` is true); ``stop()`` ends recording and returns the names called."""
+    calls: list[str] = []
+
+    class Recorder:
+        def start(self, skip=lambda: False) -> None:
+            for method in SYNC_POINTS:
+                original = getattr(torch.Tensor, method)
+
+                def spy(self, *args, _name=method, _original=original, **kwargs):
+                    if not skip():
+                        calls.append(_name)
+                    return _original(self, *args, **kwargs)
+                monkeypatch.setattr(torch.Tensor, method, spy)
+
+        def stop(self) -> list[str]:
+            monkeypatch.undo()
+            return calls
+
+    return Recorder()

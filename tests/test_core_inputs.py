@@ -29,12 +29,7 @@ ALL = ("obs", "prev_action", "prev_reward")
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = th.get_num_threads()
-    th.set_num_threads(1)
-    yield
-    th.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # short trainings: one thread, reproducible
 
 
 def short_pendulum(n_envs: int = 3, steps: int = 7, seed: int = 0) -> PreviousActionReward:

@@ -22,13 +22,7 @@ from liquid_rl.agents.sequence_replay import SequenceReplayBuffer, SequenceRepla
 from liquid_rl.cells import CELLS
 
 ENV_ID = "liquid_rl/PendulumNoVel-v1"
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Short trainings on shared cores run faster on one thread (and reproducibly)."""
-    threads = th.get_num_threads()
-    th.set_num_threads(1)
-    yield
-    th.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # short trainings: one thread, reproducible
 
 
 SMALL = dict(learning_starts=40, sequence_length=6, burn_in=3, batch_size=4, buffer_size=2000)

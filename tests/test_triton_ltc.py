@@ -250,10 +250,7 @@ def test_model_errors_name_what_to_set_or_install(monkeypatch):
     assert "needs Triton: pip install 'liquid-rl[gpu]'" in out.stdout, out.stdout + out.stderr
 
 
-SYNC_POINTS = ("item", "tolist", "numpy", "cpu", "nonzero", "__bool__", "__float__", "__int__", "__index__")
-
-
-def test_training_pass_and_rollout_read_no_tensor_value_on_the_host(monkeypatch):
+def test_training_pass_and_rollout_read_no_tensor_value_on_the_host(monkeypatch, host_reads):
     """CPU stand-in for the CUDA synchronisation test (test_triton_cuda.py): with
     kernel="triton", a training pass and a no-grad rollout step call none of the Tensor
     methods that copy a value to the host, outside the kernel launches themselves (which
@@ -279,18 +276,10 @@ def test_training_pass_and_rollout_read_no_tensor_value_on_the_host(monkeypatch)
         return type("Launch", (), {"__getitem__": lambda self, grid: launch(grid)})()
 
     monkeypatch.setattr(triton_ltc, "_kernel", launcher)
-    calls: list[str] = []
-    for method in SYNC_POINTS:
-        original = getattr(torch.Tensor, method)
-
-        def spy(self, *args, _name=method, _original=original, **kwargs):
-            if not inside[0]:
-                calls.append(_name)
-            return _original(self, *args, **kwargs)
-        monkeypatch.setattr(torch.Tensor, method, spy)
+    host_reads.start(skip=lambda: inside[0])
     y, _ = m(x, timespans=ts, resets=resets)
     y.square().sum().backward()
     with torch.no_grad():
         m(x[:, :1], timespans=ts[:, :1])
-    monkeypatch.undo()
+    calls = host_reads.stop()
     assert calls == [], f"host reads around the Triton kernel: {sorted(set(calls))}"
