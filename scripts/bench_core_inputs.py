@@ -1,4 +1,4 @@
-"""Learning benchmark of issue 24: previous action and reward as core inputs.
+"""Learning benchmark: previous action and reward as core inputs.
 
 Runs a fixed list of ``liquid-rl train`` runs one after another (one training process at
 a time), most telling first: the reward-only HiddenTarget task (RecurrentSAC and

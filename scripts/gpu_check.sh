@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of the fused Triton LTC kernel (issue 20, item 5), as one short run.
+# The GPU checks of the fused Triton LTC kernel, as one short run.
 #
 #   scripts/gpu_check.sh wheels       # on a machine with network: the wheels a CUDA image with
 #                                     # torch and triton lacks, into .whl/ (about 1.3 MB)

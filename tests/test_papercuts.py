@@ -1,5 +1,5 @@
 """What a new user meets first: `liquid-rl list`, the `check` line, env registration on
-`import liquid_rl`, MuJoCo's deprecation noise (issue 19)."""
+`import liquid_rl`, MuJoCo's deprecation noise."""
 
 from __future__ import annotations
 

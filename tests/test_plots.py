@@ -1,5 +1,5 @@
 """Plots a user reads: the learning curve says why training and evaluation differ, the
-activity plots name neurons as the wiring does (issue 19, items 2 and 6)."""
+activity plots name neurons as the wiring does."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Training progress: the budget rounded up to whole rollouts, counted from the resumed
-step, a bar on a terminal and whole lines in a log (issue 19, items 4 and 8)."""
+step, a bar on a terminal and whole lines in a log."""
 
 from __future__ import annotations
 

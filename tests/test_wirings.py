@@ -104,7 +104,7 @@ def test_draw_writes_png(tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
 
 
-# --- ncps' graph API and ncps wiring objects (issue 19, items 6, 12, 13) ----------------
+# --- ncps' graph API and ncps wiring objects ----------------
 
 @pytest.mark.parametrize("make", [lambda m: m.AutoNCP(19, 2), lambda m: m.Random(9, 3, sparsity_level=0.4)])
 def test_get_graph_equals_ncps(make):
