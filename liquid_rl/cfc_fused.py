@@ -82,6 +82,17 @@ def head_coefficients(F_: Tensor, G: Tensor, ts: Tensor | None, no_gate: bool) -
         torch.mul(C[:, :, 3], ts, out=C[:, :, 2])
     return C.view(T, B, 4 * H)
 
+
+def backward_tensors(keep: Tensor | None, w_h: Tensor, W: Tensor | None, h_prev: Tensor, A: Tensor | None,
+                     F_: Tensor, G: Tensor, ts: Tensor | None, no_gate: bool) -> tuple[Tensor | None, ...]:
+    """What a CfC backward reads, from what its forward recorded: (keep, w_h, W, h_prev, A,
+    C, D), C the head coefficients (:func:`head_coefficients`) and D = 1 - A^2, the tanh'
+    of the backbone (None without one)."""
+    C = head_coefficients(F_, G, ts, no_gate)
+    D = None if A is None else torch.addcmul(torch.ones_like(A), A, A, value=-1.0)
+    return keep, w_h, W, h_prev, A, C, D
+
+
 class FusedCfC(torch.autograd.Function):
     """``apply(pre, h0, keep, ts, w_h, W, b, no_gate) -> hs (T, B, H)``.
 
@@ -94,9 +105,7 @@ class FusedCfC(torch.autograd.Function):
     def forward(ctx: Any, pre: Tensor, h0: Tensor, keep: Tensor | None, ts: Tensor | None, w_h: Tensor,
                 W: Tensor | None, b: Tensor | None, no_gate: bool) -> Tensor:
         out, (h_prev, A, F_, G) = recurrence(pre, h0, keep, ts, w_h, W, b, no_gate, record=True)
-        C = head_coefficients(F_, G, ts, no_gate)
-        D = None if A is None else torch.addcmul(torch.ones_like(A), A, A, value=-1.0)   # tanh' of the backbone
-        ctx.save_for_backward(keep, w_h, W, h_prev, A, C, D)
+        ctx.save_for_backward(*backward_tensors(keep, w_h, W, h_prev, A, F_, G, ts, no_gate))
         return out
 
     @staticmethod

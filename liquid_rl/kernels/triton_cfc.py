@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from liquid_rl.cfc_fused import head_coefficients
+from liquid_rl.cfc_fused import backward_tensors
 from liquid_rl.kernels import triton_ltc
 from liquid_rl.kernels.triton_ltc import check
 
@@ -217,10 +217,8 @@ class TritonCfC(torch.autograd.Function):
             RECORD=record, BLOCK_B=bb, BLOCK_H=bh, BLOCK_ZC=bz, num_warps=8)
         if not record:
             return hs
-        C = head_coefficients(fs, gs, ts, no_gate)
         A = acts if W is not None else None
-        D = None if A is None else torch.addcmul(torch.ones_like(A), A, A, value=-1.0)   # tanh' of the backbone
-        ctx.save_for_backward(keep, w_h, W, h_prev, A, C, D)
+        ctx.save_for_backward(*backward_tensors(keep, w_h, W, h_prev, A, fs, gs, ts, no_gate))
         return hs
 
     @staticmethod
