@@ -108,6 +108,19 @@ inline VFloat clamp(VFloat x, float lo, float hi) {
 #endif
 }
 
+// e^r for |r| <= ln(2)/2, the Cephes expf polynomial shared by the scalar and vector exp
+// (T is float or VFloat; a scalar constant broadcasts over a vector).
+template <typename T>
+inline T exp_poly(T r) {
+    T p = T{} + 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    return p * r * r + r + 1.0f;
+}
+
 // exp for float (Cephes polynomial, ~1 ulp on [-80, 80], clamped outside), branch-free.
 // Scalar and vector versions compute the same operations, so they agree to the last bit
 // up to FMA contraction.
@@ -115,13 +128,7 @@ inline float exp_approx(float x) {
     x = x < -80.0f ? -80.0f : (x > 80.0f ? 80.0f : x);
     const float n = std::nearbyint(x * 1.44269504088896341f);
     const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    const float p = exp_poly(r);
     int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
     float scale;
     std::memcpy(&scale, &bits, sizeof(scale));
@@ -136,13 +143,7 @@ inline VFloat exp_approx(VFloat x) {
     const VFloat t = x * 1.44269504088896341f + magic;
     const VFloat n = t - magic;
     const VFloat r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    VFloat p = VFloat{} + 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    const VFloat p = exp_poly(r);
     const VInt bits = (reinterpret_cast<VInt>(t) + 127) << 23;
     return p * reinterpret_cast<VFloat>(bits);
 }
