@@ -29,7 +29,8 @@ from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy, BaseModel
 from stable_baselines3.common.preprocessing import is_image_space
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, FlattenExtractor
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, FlattenExtractor, \
+    MlpExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import Tensor, nn
 
@@ -57,7 +58,9 @@ class CoreAsLSTM(nn.Module):
     RecurrentPPO sizes its state buffers from ``num_layers`` (1) and ``hidden_size`` and
     carries a pair ``(h, c)``, each (1, B, hidden_size). The core's flat state (B, S) is
     split over that pair: ``hidden_size = ceil(S / 2)``, h holds the first half, c the
-    rest (zero-padded when S is odd). :meth:`pack` and :meth:`unpack` convert.
+    rest (zero-padded when S is odd). :meth:`pack` and :meth:`unpack` convert. A larger
+    ``hidden_size`` pads further: RecurrentPPO stores the actor's and the critic's pairs in
+    one buffer shape, so when their cores differ both take the larger size.
 
     ``forward(x (T, B, I), (h, c), timespans (T, B, 1) | None, resets (T, B) bool | None)
     -> (y (T, B, O), (h, c))``.
@@ -65,13 +68,16 @@ class CoreAsLSTM(nn.Module):
 
     num_layers = 1
 
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, hidden_size: int | None = None) -> None:
         super().__init__()
         self.core = core
         self.input_size: int = core.input_size
         self.state_size: int = core.state_size
         self.output_size: int = core.output_size
-        self.hidden_size: int = (self.state_size + 1) // 2
+        least = (self.state_size + 1) // 2
+        if hidden_size is not None and hidden_size < least:
+            raise ValueError(f"hidden_size {hidden_size} cannot hold a state of {self.state_size}; need >= {least}")
+        self.hidden_size: int = least if hidden_size is None else int(hidden_size)
 
     def pack(self, state: Tensor) -> LSTMState:
         """Flat state (B, S) -> (h, c), each (1, B, hidden_size)."""
@@ -112,6 +118,14 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
             outputs feed the action and value heads directly.
         shared_lstm, enable_critic_lstm: sharing of the cell between actor and critic,
             with sb3-contrib's meaning.
+        critic_core: the critic's own core where it should differ from the actor's, as
+            ``{"cell", "units", "wiring", "output_size", **cell options}``; keys left out
+            take the actor's values (another cell starts from wiring "full" and no cell
+            options). E.g. an
+            NCP actor reads out one motor neuron, a poor basis for the value: ``{"wiring":
+            "full"}`` gives the critic a fully connected cell of the same size with all
+            ``units`` read out, ``{"cell": "lstm", "units": 64}`` an LSTM. Needs
+            ``enable_critic_lstm=True``. Default None: the actor's spec.
         dt_key: key of the elapsed time in a Dict observation (shape (1,)); when present the
             cells integrate over it. ``None`` ignores it.
         dt_unit: elapsed time that counts as one step of the cell (e.g. the env's nominal
@@ -168,6 +182,7 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
         optimizer_kwargs: dict[str, Any] | None = None,
         shared_lstm: bool = False,
         enable_critic_lstm: bool = True,
+        critic_core: dict[str, Any] | None = None,
         dt_key: str | None = "dt",
         dt_unit: float = 1.0,
         step_time: float = 1.0,
@@ -200,6 +215,9 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
         self.obs_space = observation_part(observation_space, self.n_extra)
         self.core_spec = CoreSpec.create(cell, units, wiring, output_size, cell_options,
                                          action_output_size(action_space), step_time)
+        self.critic_core = None if critic_core is None else dict(critic_core)
+        self.critic_spec = self._critic_spec(cell, units, wiring, output_size, cell_options,
+                                             action_output_size(action_space), step_time, enable_critic_lstm)
         self.cell, self.units, self.wiring = cell, int(units), wiring
         self.cell_options = dict(cell_options)
         self.dt_key, self.dt_unit, self.step_time = dt_key, float(dt_unit), self.core_spec.step_time
@@ -222,8 +240,12 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
         self.enable_critic_lstm = enable_critic_lstm
         self.inputs_pi = self._make_inputs()
         self.inputs_vf = self._make_inputs()
-        self.lstm_actor = self._make_core()
-        self.lstm_critic = self._make_core() if enable_critic_lstm else None
+        actor, critic = self.core_spec.build(self.inputs_pi.output_size), None
+        if enable_critic_lstm:
+            critic = self.critic_spec.build(self.inputs_vf.output_size)
+        hidden = max((c.state_size + 1) // 2 for c in (actor, critic) if c is not None)
+        self.lstm_actor = CoreAsLSTM(actor, hidden).to(self.device)
+        self.lstm_critic = None if critic is None else CoreAsLSTM(critic, hidden).to(self.device)
         self.critic = (None if (shared_lstm or enable_critic_lstm)
                        else nn.Linear(self.inputs_vf.output_size, self.output_size))
         # For predict(): the shape of one env's (h, c) entries.
@@ -248,8 +270,35 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
         return CoreInputs(self.core_inputs, self.features_dim, action_size, self.input_embeddings,
                           self.embedding_layer_norm).to(self.device)
 
-    def _make_core(self) -> CoreAsLSTM:
-        return CoreAsLSTM(self.core_spec.build(self.inputs_pi.output_size)).to(self.device)
+    def _critic_spec(self, cell: str, units: int, wiring: str | Wiring | dict[str, Any], output_size: int | None,
+                     cell_options: dict[str, Any], default_wired: int, step_time: float,
+                     enable_critic_lstm: bool) -> CoreSpec:
+        """The critic core's spec: the actor's, with the keys of ``self.critic_core`` replaced."""
+        if self.critic_core is None:
+            return CoreSpec.create(cell, units, wiring, output_size, cell_options, default_wired, step_time)
+        if not enable_critic_lstm:
+            raise ValueError("critic_core needs enable_critic_lstm=True (the critic's own core); "
+                             "drop critic_core or set enable_critic_lstm=True")
+        given = dict(self.critic_core)
+        c_cell = given.pop("cell", cell)
+        c_units = given.pop("units", units)
+        c_wiring = given.pop("wiring", wiring if c_cell == cell else "full")
+        changed = (c_cell, c_units, c_wiring) != (cell, units, wiring)
+        c_output = given.pop("output_size", None if changed else output_size)
+        options = {**cell_options, **given} if c_cell == cell else given
+        try:
+            return CoreSpec.create(c_cell, c_units, c_wiring, c_output, options, default_wired, step_time)
+        except ValueError as e:
+            raise ValueError(f"critic_core: {e}") from None
+
+    def _build_mlp_extractor(self) -> None:
+        super()._build_mlp_extractor()
+        vf_dim = self.critic_spec.output_size
+        if vf_dim != self.lstm_output_dim:  # a critic core of its own reads out another size
+            critic = MlpExtractor(vf_dim, net_arch=self.net_arch, activation_fn=self.activation_fn,
+                                  device=self.device)
+            self.mlp_extractor.value_net = critic.value_net
+            self.mlp_extractor.latent_dim_vf = critic.latent_dim_vf
 
     def make_features_extractor(self) -> BaseFeaturesExtractor:
         """The features extractor sees the observation without its elapsed-time entry
@@ -264,7 +313,7 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
         data = super()._get_constructor_parameters()
         data.update(cell=self.cell, units=self.units, wiring=self.wiring, output_size=self.output_size,
                     net_arch=self.net_arch, shared_lstm=self.shared_lstm,
-                    enable_critic_lstm=self.enable_critic_lstm, dt_key=self.dt_key, dt_unit=self.dt_unit,
+                    enable_critic_lstm=self.enable_critic_lstm, critic_core=self.critic_core, dt_key=self.dt_key, dt_unit=self.dt_unit,
                     step_time=self.step_time, core_inputs=self.core_inputs,
                     input_embeddings=self.input_embeddings, embedding_layer_norm=self.embedding_layer_norm,
                     **self.cell_options)

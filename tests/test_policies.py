@@ -57,6 +57,8 @@ SHARING = [
     dict(cell="ltc", units=6, shared_lstm=True, enable_critic_lstm=False),
     dict(cell="cfc", units=6, enable_critic_lstm=False),
     dict(cell="ltc", units=5, mixed_memory=True),
+    dict(cell="ltc", wiring="ncp", units=12, critic_core={"wiring": "full"}),
+    dict(cell="ltc", wiring="ncp", units=12, critic_core={"cell": "lstm", "units": 16}),
 ]
 
 
@@ -83,6 +85,35 @@ def test_sharing_options_build_the_right_modules():
     assert shared.lstm_critic is None and shared.critic is None
     feedforward = _model(cell="ltc", units=6, enable_critic_lstm=False).policy
     assert feedforward.lstm_critic is None and isinstance(feedforward.critic, torch.nn.Linear)
+
+
+def test_critic_core_reads_out_its_own_size_and_shares_the_state_buffer_shape():
+    # An NCP actor reads out its motor neurons (2 for CartPole's two actions); by default the
+    # critic is the same circuit, its value read off those 2; its own core reads out all 12.
+    same = _model(cell="ltc", wiring="ncp", units=12).policy
+    assert same.lstm_critic.output_size == 2 and same.mlp_extractor.latent_dim_vf == 2
+    full = _model(cell="ltc", wiring="ncp", units=12, critic_core={"wiring": "full"}).policy
+    assert (full.lstm_actor.output_size, full.lstm_critic.output_size, full.mlp_extractor.latent_dim_vf) == (2, 12, 12)
+    assert full.critic_spec.cell == "ltc" and full.critic_spec.options == full.core_spec.options
+    lstm = _model(cell="ltc", wiring="ncp", units=12, critic_core={"cell": "lstm", "units": 16}).policy
+    # RecurrentPPO sizes both state buffers from the actor: both pairs take the larger size.
+    assert lstm.lstm_actor.hidden_size == lstm.lstm_critic.hidden_size == 16
+    assert (lstm.lstm_actor.state_size, lstm.lstm_critic.state_size) == (12, 32)
+    assert lstm.value_net.in_features == 16 and lstm.action_net.in_features == 2
+    wide = _model(cell="ltc", wiring="ncp", units=12, net_arch=dict(pi=[], vf=[8]),
+                  critic_core={"wiring": "full"}).policy
+    assert wide.mlp_extractor.value_net[0].in_features == 12 and wide.value_net.in_features == 8
+
+
+def test_critic_core_survives_save_and_load(tmp_path):
+    model = _pendulum_model(cell="ltc", wiring="ncp", units=10, critic_core={"cell": "cfc", "units": 8})
+    model.learn(64)
+    model.save(tmp_path / "agent.zip")
+    loaded = RecurrentPPO.load(tmp_path / "agent.zip", device="cpu")
+    assert loaded.policy.critic_core == {"cell": "cfc", "units": 8}
+    assert loaded.policy.lstm_critic.output_size == 8
+    for a, b in zip(model.policy.state_dict().values(), loaded.policy.state_dict().values()):
+        torch.testing.assert_close(a, b)
 
 
 def test_shared_cell_gets_no_critic_gradient():
@@ -368,6 +399,10 @@ ACT = spaces.Discrete(2)
     (LiquidRecurrentPolicy, BOX, dict(ode_unfold=3), "Bad option for cell 'ltc'"),
     (LiquidRecurrentPolicy, BOX, dict(shared_lstm=True), "shared_lstm=True needs enable_critic_lstm=False"),
     (LiquidRecurrentPolicy, BOX, dict(dt_unit=0.0), "dt_unit must be > 0"),
+    (LiquidRecurrentPolicy, BOX, dict(critic_core={"wiring": "full"}, enable_critic_lstm=False),
+     "critic_core needs enable_critic_lstm=True"),
+    (LiquidRecurrentPolicy, BOX, dict(critic_core={"cell": "gru"}), "critic_core: Unknown cell 'gru'"),
+    (LiquidRecurrentPolicy, BOX, dict(critic_core={"units": 0}), "critic_core: units must be a positive integer"),
     (LiquidRecurrentPolicy, _dict_space(True), {}, "use MultiInputLiquidRecurrentPolicy"),
     (LiquidRecurrentPolicy, spaces.Tuple([BOX, BOX]), {}, "cannot take the observation space Tuple"),
     (CnnLiquidRecurrentPolicy, BOX, {}, "needs an image observation space"),
