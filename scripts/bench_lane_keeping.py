@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", default="docs/results/lane_keeping_robustness.jsonl")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--envs", nargs="+", choices=list(SUITES), default=list(SUITES))
+    p.add_argument("--configs", nargs="+", default=None,
+                   help="only these configs (names in configs/, e.g. lane_keeping_lstm); default: all of each env")
     p.add_argument("--timesteps", type=int, default=150_000, help="training budget of every run")
     p.add_argument("--episodes", type=int, default=10, help="evaluation episodes per level")
     p.add_argument("--table", action="store_true", help="print the pooled results as markdown and exit")
@@ -105,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         configs, perturb = SUITES[env]
         for seed in args.seeds:
             for config in configs:
+                if args.configs is not None and config not in args.configs:
+                    continue
                 if (config, seed) in _finished(results):
                     continue
                 run = runs / f"{config}_s{seed}"
