@@ -145,9 +145,6 @@ def check_applies(agent: Agent, name: str, perturbations: Sequence[Perturbation]
     try:
         scale = observation_scale(agent, env.observation_space)
         for p in perturbations:
-            if p.kind == "control_rate" and any(w["name"] == "IrregularTime" for w in agent.config["env"]["wrappers"]):
-                raise UserError(f"--perturb control_rate does not apply to {name}: its time steps are drawn "
-                                "by its IrregularTime wrapper")
             level = next((x for x in p.levels if x != 0), None)
             if level is None:
                 continue

@@ -29,6 +29,10 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.envs.registration import register, registry
 
+from .triton_first import load_triton_first
+
+load_triton_first()  # before any MuJoCo render (see triton_first)
+
 NAMESPACE = "liquid_rl"
 
 #: Base env ids of the partially observable variants and their episode lengths.

@@ -300,9 +300,16 @@ class IrregularTime(gym.Wrapper, RecordConstructorArgs):
         info["dt"] = 0.0
         return self._wrap(obs, 0.0), info
 
+    def _time_scale(self) -> float:
+        """The ``time_scale`` of a ``ControlRate`` inside this wrapper (1 without one)."""
+        try:
+            return float(self.env.get_wrapper_attr("time_scale"))
+        except AttributeError:
+            return 1.0
+
     def step(self, action: Any):
         if self.mode == "dt":
-            dt = self.sample_interval()
+            dt = self.sample_interval() * self._time_scale()
             self.env.unwrapped.set_dt(dt)
             obs, reward, terminated, truncated, info = self.env.step(action)
             info = dict(info)
@@ -318,7 +325,7 @@ class IrregularTime(gym.Wrapper, RecordConstructorArgs):
             if terminated or truncated:
                 break
         assert self._base_dt is not None
-        elapsed = done * self._base_dt
+        elapsed = done * self._base_dt * self._time_scale()
         info = dict(info)
         info["dt"] = elapsed
         info["repeats"] = done
@@ -422,9 +429,11 @@ class ControlRate(gym.Wrapper, RecordConstructorArgs):
     """Scale the env's time step by ``factor`` (the agent acts less or more often).
 
     The env must have ``set_dt(dt)`` and a ``dt`` attribute (``LaneKeepingEnv``); the time
-    step is set after every reset. ``info["dt"]`` is the step's duration [s]. A run that
-    observes the elapsed time (``IrregularTime``) sees it through that wrapper; this one
-    does not add it to the observation, so a policy sees the same spaces as in training.
+    step is set after every reset. ``info["dt"]`` is the step's duration [s]. This wrapper
+    adds nothing to the observation, so a policy sees the same spaces as in training; a
+    run that observes the elapsed time has an ``IrregularTime`` wrapper outside this one,
+    which reads ``time_scale`` (= ``factor``) and scales the steps it draws and the elapsed
+    time it observes, so the cells integrate over the time that really passed.
 
     Args:
         env: environment with ``set_dt``.
@@ -439,6 +448,7 @@ class ControlRate(gym.Wrapper, RecordConstructorArgs):
         self.scale_reward = bool(scale_reward)
         gym.Wrapper.__init__(self, env)
         self.factor = _check_level("ControlRate", "factor", factor, 1e-3, 1e3)
+        self.time_scale = self.factor  # read by an IrregularTime wrapper outside this one
         u = env.unwrapped
         if not callable(getattr(u, "set_dt", None)) or find_base_dt(env) is None:
             raise ValueError(

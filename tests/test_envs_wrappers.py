@@ -377,6 +377,27 @@ def test_control_rate_scales_the_lane_keeping_time_step():
         ControlRate(gym.make("liquid_rl/LaneKeeping-v0"), factor=0.0)
 
 
+@pytest.mark.parametrize("mode, low, high", [("repeat", 2, 2), ("dt", 0.05, 0.05)])
+def test_control_rate_reaches_the_elapsed_time_irregular_time_observes(mode, low, high):
+    # A run trained with IrregularTime observes dt; under ControlRate (put around the raw env,
+    # inside the run's wrappers) the cells must see the time that really passed.
+    straight = {"road_profile": [[3000.0, 0.0]]}
+    opts = {"lateral_offset": 0.0, "heading_error": 0.0}
+    plain = IrregularTime(gym.make("liquid_rl/LaneKeeping-v0", **straight), mode=mode, low=low, high=high)
+    slow = IrregularTime(ControlRate(gym.make("liquid_rl/LaneKeeping-v0", **straight), factor=3.0),
+                         mode=mode, low=low, high=high)
+    plain.reset(seed=0, options=opts)
+    slow.reset(seed=0, options=opts)
+    zero = np.zeros(1, np.float32)
+    for _ in range(3):
+        o1, *_, i1 = plain.step(zero)
+        o2, *_, i2 = slow.step(zero)
+        expected = 0.2 if mode == "repeat" else 0.05
+        assert o1["dt"][0] == pytest.approx(expected) and i1["dt"] == pytest.approx(expected)
+        assert o2["dt"][0] == pytest.approx(3 * expected) and i2["dt"] == pytest.approx(3 * expected)
+    assert i2["s"] == pytest.approx(3 * i1["s"])  # the car really drove three times as long
+
+
 def test_brightness_scales_and_clips_intensities():
     def first(change, value=100):
         env = Brightness(_Echo(_image(value)), change=change)

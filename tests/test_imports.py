@@ -114,3 +114,26 @@ KERNEL_MODULES = ["liquid_rl.ltc_fused", "liquid_rl.kernels.eager_ltc", "liquid_
 def test_module_imports_first_in_a_fresh_interpreter(module):
     subprocess.run([sys.executable, "-c", f"import {module}"], check=True, timeout=120,
                    cwd=PACKAGE.parent, capture_output=True)
+
+
+_RENDER_THEN_TRAIN = """
+import liquid_rl
+import gymnasium as gym
+env = gym.make("HalfCheetah-v5", render_mode="rgb_array")
+env.reset(seed=0)
+assert env.render().shape[-1] == 3
+import torch._dynamo  # what torch's optimizers import when an agent is built; it imports Triton
+print("survived")
+"""
+
+
+@pytest.mark.skipif(any(__import__("importlib").util.find_spec(m) is None for m in ("triton", "mujoco")),
+                    reason="needs Triton and MuJoCo")
+def test_mujoco_rendering_then_building_an_agent_does_not_crash():
+    # Mesa's LLVM (loaded by an EGL context) and Triton's clash unless Triton loads first
+    # (envs/triton_first.py); with LIQUID_RL_NO_TRITON_PRELOAD=1 this script segfaults on Mesa.
+    env = {**__import__("os").environ, "MUJOCO_GL": "egl"}
+    env.pop("LIQUID_RL_NO_TRITON_PRELOAD", None)
+    out = subprocess.run([sys.executable, "-c", _RENDER_THEN_TRAIN], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert out.returncode == 0 and "survived" in out.stdout, out.stderr[-2000:]
