@@ -266,6 +266,11 @@ class IrregularTime(gym.Wrapper, RecordConstructorArgs):
             self._dict_obs = False
             self.observation_space = spaces.Dict({"obs": inner, "dt": dt_space})
         self._rng = _wrapper_rng(None, _TIME_SALT)
+        # A ControlRate inside stretches every step by its time_scale (fixed once wrapped).
+        try:
+            self._time_scale = float(env.get_wrapper_attr("time_scale"))
+        except AttributeError:
+            self._time_scale = 1.0
 
     # ------------------------------------------------------------------ sampling
     def sample_interval(self) -> float:
@@ -300,16 +305,9 @@ class IrregularTime(gym.Wrapper, RecordConstructorArgs):
         info["dt"] = 0.0
         return self._wrap(obs, 0.0), info
 
-    def _time_scale(self) -> float:
-        """The ``time_scale`` of a ``ControlRate`` inside this wrapper (1 without one)."""
-        try:
-            return float(self.env.get_wrapper_attr("time_scale"))
-        except AttributeError:
-            return 1.0
-
     def step(self, action: Any):
         if self.mode == "dt":
-            dt = self.sample_interval() * self._time_scale()
+            dt = self.sample_interval() * self._time_scale
             self.env.unwrapped.set_dt(dt)
             obs, reward, terminated, truncated, info = self.env.step(action)
             info = dict(info)
@@ -325,7 +323,7 @@ class IrregularTime(gym.Wrapper, RecordConstructorArgs):
             if terminated or truncated:
                 break
         assert self._base_dt is not None
-        elapsed = done * self._base_dt * self._time_scale()
+        elapsed = done * self._base_dt * self._time_scale
         info = dict(info)
         info["dt"] = elapsed
         info["repeats"] = done

@@ -74,10 +74,15 @@ class CoreAsLSTM(nn.Module):
         self.input_size: int = core.input_size
         self.state_size: int = core.state_size
         self.output_size: int = core.output_size
-        least = (self.state_size + 1) // 2
+        least = self.pair_size(self.state_size)
         if hidden_size is not None and hidden_size < least:
             raise ValueError(f"hidden_size {hidden_size} cannot hold a state of {self.state_size}; need >= {least}")
         self.hidden_size: int = least if hidden_size is None else int(hidden_size)
+
+    @staticmethod
+    def pair_size(state_size: int) -> int:
+        """The least ``hidden_size`` whose pair (h, c) holds a flat state of ``state_size``."""
+        return (state_size + 1) // 2
 
     def pack(self, state: Tensor) -> LSTMState:
         """Flat state (B, S) -> (h, c), each (1, B, hidden_size)."""
@@ -121,11 +126,10 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
         critic_core: the critic's own core where it should differ from the actor's, as
             ``{"cell", "units", "wiring", "output_size", **cell options}``; keys left out
             take the actor's values (another cell starts from wiring "full" and no cell
-            options). E.g. an
-            NCP actor reads out one motor neuron, a poor basis for the value: ``{"wiring":
-            "full"}`` gives the critic a fully connected cell of the same size with all
-            ``units`` read out, ``{"cell": "lstm", "units": 64}`` an LSTM. Needs
-            ``enable_critic_lstm=True``. Default None: the actor's spec.
+            options). E.g. an NCP actor reads out one motor neuron, a poor basis for the
+            value: ``{"wiring": "full"}`` gives the critic a fully connected cell of the
+            same size with all ``units`` read out, ``{"cell": "lstm", "units": 64}`` an
+            LSTM. Needs ``enable_critic_lstm=True``. Default None: the actor's spec.
         dt_key: key of the elapsed time in a Dict observation (shape (1,)); when present the
             cells integrate over it. ``None`` ignores it.
         dt_unit: elapsed time that counts as one step of the cell (e.g. the env's nominal
@@ -216,8 +220,7 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
         self.core_spec = CoreSpec.create(cell, units, wiring, output_size, cell_options,
                                          action_output_size(action_space), step_time)
         self.critic_core = None if critic_core is None else dict(critic_core)
-        self.critic_spec = self._critic_spec(cell, units, wiring, output_size, cell_options,
-                                             action_output_size(action_space), step_time, enable_critic_lstm)
+        self.critic_spec = self._critic_spec(action_output_size(action_space), enable_critic_lstm)
         self.cell, self.units, self.wiring = cell, int(units), wiring
         self.cell_options = dict(cell_options)
         self.dt_key, self.dt_unit, self.step_time = dt_key, float(dt_unit), self.core_spec.step_time
@@ -243,7 +246,7 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
         actor, critic = self.core_spec.build(self.inputs_pi.output_size), None
         if enable_critic_lstm:
             critic = self.critic_spec.build(self.inputs_vf.output_size)
-        hidden = max((c.state_size + 1) // 2 for c in (actor, critic) if c is not None)
+        hidden = max(CoreAsLSTM.pair_size(c.state_size) for c in (actor, critic) if c is not None)
         self.lstm_actor = CoreAsLSTM(actor, hidden).to(self.device)
         self.lstm_critic = None if critic is None else CoreAsLSTM(critic, hidden).to(self.device)
         self.critic = (None if (shared_lstm or enable_critic_lstm)
@@ -270,24 +273,24 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
         return CoreInputs(self.core_inputs, self.features_dim, action_size, self.input_embeddings,
                           self.embedding_layer_norm).to(self.device)
 
-    def _critic_spec(self, cell: str, units: int, wiring: str | Wiring | dict[str, Any], output_size: int | None,
-                     cell_options: dict[str, Any], default_wired: int, step_time: float,
-                     enable_critic_lstm: bool) -> CoreSpec:
-        """The critic core's spec: the actor's, with the keys of ``self.critic_core`` replaced."""
+    def _critic_spec(self, default_wired: int, enable_critic_lstm: bool) -> CoreSpec:
+        """The critic core's spec: the actor's (``self.core_spec``), with the keys of
+        ``self.critic_core`` replaced."""
+        actor = self.core_spec
         if self.critic_core is None:
-            return CoreSpec.create(cell, units, wiring, output_size, cell_options, default_wired, step_time)
+            return actor
         if not enable_critic_lstm:
             raise ValueError("critic_core needs enable_critic_lstm=True (the critic's own core); "
                              "drop critic_core or set enable_critic_lstm=True")
         given = dict(self.critic_core)
-        c_cell = given.pop("cell", cell)
-        c_units = given.pop("units", units)
-        c_wiring = given.pop("wiring", wiring if c_cell == cell else "full")
-        changed = (c_cell, c_units, c_wiring) != (cell, units, wiring)
-        c_output = given.pop("output_size", None if changed else output_size)
-        options = {**cell_options, **given} if c_cell == cell else given
+        cell = given.pop("cell", actor.cell)
+        units = given.pop("units", actor.units)
+        wiring = given.pop("wiring", actor.wiring if cell == actor.cell else "full")
+        changed = (cell, units, wiring) != (actor.cell, actor.units, actor.wiring)
+        output_size = given.pop("output_size", None if changed else actor.output_size)
+        options = {**actor.options, **given} if cell == actor.cell else given
         try:
-            return CoreSpec.create(c_cell, c_units, c_wiring, c_output, options, default_wired, step_time)
+            return CoreSpec.create(cell, units, wiring, output_size, options, default_wired, actor.step_time)
         except ValueError as e:
             raise ValueError(f"critic_core: {e}") from None
 
