@@ -86,6 +86,18 @@ def test_target_critics_follow_by_polyak_averaging():
     assert any(k.startswith("cores.") for k in target0)
 
 
+def test_training_mode_reaches_every_module_and_a_submodule_switched_by_hand():
+    model = make("cfc", n_envs=1)
+    nets = [model.actor, model.critic]
+    for mode in (True, False, False, True):
+        model.policy.set_training_mode(mode)
+        assert all(m.training == mode for net in nets for m in net.modules())
+    model.actor.core.train(False)  # toggled directly, outside set_training_mode
+    model.policy.set_training_mode(True)
+    assert all(m.training for net in nets for m in net.modules())
+    assert not any(m.training for m in model.critic_target.modules())
+
+
 def test_predict_carries_and_resets_the_state():
     model = make("cfc", n_envs=1)
     obs = np.array([[0.3, -0.9, 0.0]], np.float32)
