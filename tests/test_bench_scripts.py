@@ -42,3 +42,22 @@ def test_recurrent_sac_speed_writes_a_row_and_skips_it_on_rerun(tmp_path):
     rows = [json.loads(line) for line in results.read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["config"] == "sac-mlp-B256" and rows[0]["updates"] == 2
     assert rows[0]["updates_per_s"] > 0 and rows[0]["transitions_per_update"] == 256
+
+
+def test_input_probe_zeroes_groups_and_rejects_bad_indices(tmp_path):
+    from liquid_rl.agents.train import train
+
+    run = train(ROOT / "configs" / "cartpole_novel_ltc.yaml", tmp_path / "run", progress_bar=False,
+                overrides=["train.total_timesteps=128", "train.eval_every=0", "env.n_envs=2",
+                           "algo.hyperparams.n_steps=64", "algo.hyperparams.batch_size=64"])
+    script = str(ROOT / "scripts" / "probe_inputs.py")
+    out = subprocess.run([sys.executable, script, str(run), "--groups", "position=0", "both=0-1",
+                          "--episodes", "2"], capture_output=True, text=True, timeout=300, check=True).stdout
+    header, rule, row = out.strip().splitlines()
+    assert header == "| agent | none zeroed | position | both |"
+    cells = [float(c) for c in row.strip("|").split("|")[1:]]
+    assert len(cells) == 3 and all(c >= 1 for c in cells)  # CartPole returns count steps
+    bad = subprocess.run([sys.executable, script, str(run), "--groups", "far=7"], capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode == 2 and "entries must be in [0, 4)" in bad.stderr
+    assert bad.stdout == ""
