@@ -46,10 +46,7 @@ def returns_without(agent, drop: list[int] | None, episodes: int, seed: int) -> 
         space = agent.model.observation_space
         if not isinstance(space, spaces.Box) or len(space.shape) != 1:
             raise UserError(f"probe_inputs: needs a 1-D Box observation, got {space}")
-        dim = space.shape[0]
-        if any(not 0 <= i < dim for i in drop):
-            raise UserError(f"probe_inputs: entries must be in [0, {dim}), got {drop}")
-        keep = [i for i in range(dim) if i not in drop]
+        keep = [i for i in range(space.shape[0]) if i not in drop]
         perturb = lambda env: MaskObservation(env, keep, mode="zero")  # noqa: E731
     return list(evaluate(agent, episodes=episodes, deterministic=True, seed=seed, perturb=perturb)["returns"])
 
@@ -66,12 +63,8 @@ def main() -> None:
     torch.set_num_threads(1)
     try:
         agents = [(path, load_agent(path, device=args.device)) for path in args.agents]
-        if args.groups:
-            groups = [parse_group(g) for g in args.groups]
-        else:
-            dim = agents[0][1].model.observation_space.shape[0]
-            groups = [(str(i), [i]) for i in range(dim)]
         dim = agents[0][1].model.observation_space.shape[0]
+        groups = [parse_group(g) for g in args.groups] if args.groups else [(str(i), [i]) for i in range(dim)]
         bad = [name for name, drop in groups if any(not 0 <= i < dim for i in drop)]
         if bad:
             raise UserError(f"--groups {', '.join(bad)}: entries must be in [0, {dim})")
