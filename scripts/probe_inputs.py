@@ -40,13 +40,11 @@ def parse_group(text: str) -> tuple[str, list[int]]:
 
 
 def returns_without(agent, drop: list[int] | None, episodes: int, seed: int) -> list[float]:
-    """Deterministic returns with the entries ``drop`` zeroed (None: plain evaluation)."""
+    """Deterministic returns with the entries ``drop`` of the (dim,) observation zeroed
+    (None: plain evaluation)."""
     perturb = None
     if drop is not None:
-        space = agent.model.observation_space
-        if not isinstance(space, spaces.Box) or len(space.shape) != 1:
-            raise UserError(f"probe_inputs: needs a 1-D Box observation, got {space}")
-        keep = [i for i in range(space.shape[0]) if i not in drop]
+        keep = [i for i in range(agent.model.observation_space.shape[0]) if i not in drop]
         perturb = lambda env: MaskObservation(env, keep, mode="zero")  # noqa: E731
     return list(evaluate(agent, episodes=episodes, deterministic=True, seed=seed, perturb=perturb)["returns"])
 
@@ -63,6 +61,10 @@ def main() -> None:
     torch.set_num_threads(1)
     try:
         agents = [(path, load_agent(path, device=args.device)) for path in args.agents]
+        for path, agent in agents:
+            space = agent.model.observation_space
+            if not isinstance(space, spaces.Box) or len(space.shape) != 1:
+                raise UserError(f"{path}: needs a 1-D Box observation, got {space}")
         dim = agents[0][1].model.observation_space.shape[0]
         groups = [parse_group(g) for g in args.groups] if args.groups else [(str(i), [i]) for i in range(dim)]
         bad = [name for name, drop in groups if any(not 0 <= i < dim for i in drop)]
