@@ -19,6 +19,7 @@ wrapper produces), the cells integrate over ``dt / dt_unit`` per step instead of
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,7 @@ from liquid_rl.wirings import Wiring
 
 __all__ = [
     "CoreAsLSTM",
+    "extract_zero_rows_once",
     "LiquidRecurrentPolicy",
     "CnnLiquidRecurrentPolicy",
     "MultiInputLiquidRecurrentPolicy",
@@ -50,6 +52,33 @@ __all__ = [
 LSTMState = tuple[Tensor, Tensor]
 # Keyword arguments of sb3-contrib's LSTM policy that have a liquid counterpart.
 _LSTM_ONLY = {"lstm_hidden_size": "units", "n_lstm_layers": "cell options", "lstm_kwargs": "cell options"}
+
+
+def extract_zero_rows_once(extract: Callable[[Tensor], Tensor], obs: Tensor) -> Tensor:
+    """``extract(obs)`` with all rows of zeros sent through ``extract`` only once.
+
+    RecurrentPPO's training minibatches pad each sequence with zero observations up to the
+    longest one (sb3-contrib's ``RecurrentRolloutBuffer``): with short episodes most rows
+    are padding, and an image extractor spent most of an update on them. Exact for
+    extractors that treat rows independently (convolutions, MLPs; not BatchNorm in
+    training mode): a zero row's features are computed once and copied.
+
+    Args:
+        extract: observations (M, *obs_shape) -> features (M, F).
+        obs: observations (N, *obs_shape).
+
+    Returns:
+        features (N, F), equal to ``extract(obs)``; gradients flow to every real row.
+    """
+    n = obs.shape[0]
+    nonzero = obs.reshape(n, -1).ne(0).any(dim=1)                  # (N,) bool, also for uint8
+    real = nonzero.nonzero().squeeze(1)                            # (R,)
+    if n - real.numel() < 2:  # at most one zero row: nothing to save
+        return extract(obs)
+    first_zero = (~nonzero).nonzero()[:1].squeeze(1)               # (1,)
+    features = extract(obs[th.cat([real, first_zero])])            # (R + 1, F)
+    out = features[-1:].expand(n, *features.shape[1:])             # (N, F): the zero row's features
+    return out.index_copy(0, real, features[:-1])
 
 
 class CoreAsLSTM(nn.Module):
@@ -376,17 +405,28 @@ class LiquidRecurrentPolicy(RecurrentActorCriticPolicy):
         assert self.critic is not None
         return self.critic(features), (states if states_pi is None else states_pi)
 
+    def _extract(self, obs: PyTorchObs, extractor: BaseFeaturesExtractor) -> tuple[Tensor, Tensor]:
+        """Features of the observation part (N, F) and the previous action and reward
+        (N, E; E = 0 unless ``core_inputs`` has them)."""
+        extra = None
+        if self.n_extra:
+            assert isinstance(obs, Tensor)
+            obs, extra = split_observation(obs, self.n_extra)
+        if isinstance(obs, Tensor) and not isinstance(extractor, FlattenExtractor):
+            features = extract_zero_rows_once(lambda x: BaseModel.extract_features(self, x, extractor), obs)
+        else:
+            features = BaseModel.extract_features(self, obs, extractor)
+        return features, (features[..., :0] if extra is None else extra)
+
     def _core_features(self, obs: PyTorchObs, extractor: BaseFeaturesExtractor, inputs: CoreInputs) -> Tensor:
         """The core's input per sample (N, I): features of the observation part, joined
         with the previous action and reward where ``core_inputs`` has them."""
-        if not self.n_extra:
-            features = BaseModel.extract_features(self, obs, extractor)
-            return inputs(features, features[..., :0])
-        assert isinstance(obs, Tensor)
-        obs_part, extra = split_observation(obs, self.n_extra)
-        return inputs(BaseModel.extract_features(self, obs_part, extractor), extra)
+        return inputs(*self._extract(obs, extractor))
 
     def _split_features(self, obs: PyTorchObs) -> tuple[Tensor, Tensor]:
+        if self.share_features_extractor:  # one extractor pass for both cores
+            features, extra = self._extract(obs, self.features_extractor)
+            return self.inputs_pi(features, extra), self.inputs_vf(features, extra)
         return (self._core_features(obs, self.pi_features_extractor, self.inputs_pi),
                 self._core_features(obs, self.vf_features_extractor, self.inputs_vf))
 

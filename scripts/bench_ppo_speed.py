@@ -8,6 +8,12 @@ updates together) and the ratio liquid / LSTM::
     python scripts/bench_ppo_speed.py --steps 20000 --units 32
     python scripts/bench_ppo_speed.py --cell cfc --steps 20000
     python scripts/bench_ppo_speed.py --cell-options '{"kernel": "compiled"}'
+    python scripts/bench_ppo_speed.py --env liquid_rl/LaneKeepingPixels-v0 --cell cfc --steps 4096 \
+        --n-steps 128 --n-epochs 4
+
+On an image env both policies read the images through the same conv head
+(``liquid_rl.conv.NCPConvExtractor``): sb3-contrib's ``CnnLstmPolicy`` against
+``CnnLiquidRecurrentPolicy``.
 
 With ``--profile PATH`` the liquid run is profiled with cProfile (top functions printed).
 """
@@ -24,9 +30,11 @@ from typing import Any
 import torch
 from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.preprocessing import is_image_space
 
 import liquid_rl.envs  # noqa: F401  (registers the envs)
-from liquid_rl.policies import LiquidRecurrentPolicy
+from liquid_rl.conv import NCPConvExtractor
+from liquid_rl.policies import CnnLiquidRecurrentPolicy, LiquidRecurrentPolicy
 
 # RL Zoo (recurrentppo.yml) CartPoleNoVel-v1, without VecNormalize (throughput only).
 HYPER: dict[str, Any] = dict(n_steps=32, batch_size=256, n_epochs=20, gamma=0.98, gae_lambda=0.8,
@@ -35,12 +43,13 @@ HEAD: dict[str, Any] = dict(ortho_init=False, activation_fn=torch.nn.ReLU, net_a
 
 
 def run(policy: Any, policy_kwargs: dict[str, Any], env_id: str, n_envs: int, steps: int, seed: int,
-        profile: str | None = None) -> tuple[float, float]:
+        profile: str | None = None, hyper: dict[str, Any] | None = None) -> tuple[float, float]:
     """Train for ``steps`` env steps (after a warm-up of one rollout and update); return env
     steps per second of wall clock and of this process's CPU time (robust to other load)."""
+    hyper = dict(HYPER, **(hyper or {}))
     env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
-    model = RecurrentPPO(policy, env, seed=seed, policy_kwargs=policy_kwargs, **HYPER)
-    model.learn(n_envs * HYPER["n_steps"])  # warm-up: one rollout and update
+    model = RecurrentPPO(policy, env, seed=seed, policy_kwargs=policy_kwargs, **hyper)
+    model.learn(n_envs * hyper["n_steps"])  # warm-up: one rollout and update
     prof = cProfile.Profile() if profile else None
     start, cpu = time.perf_counter(), time.process_time()
     if prof:
@@ -60,6 +69,8 @@ def main() -> None:
     parser.add_argument("--units", type=int, default=32)
     parser.add_argument("--steps", type=int, default=20000)
     parser.add_argument("--n-envs", type=int, default=8)
+    parser.add_argument("--n-steps", type=int, default=HYPER["n_steps"], help="rollout steps per env")
+    parser.add_argument("--n-epochs", type=int, default=HYPER["n_epochs"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--cell-options", default="{}", help='JSON of cell options, e.g. \'{"kernel": "compiled"}\'')
@@ -68,19 +79,24 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    lstm, lstm_cpu = run("MlpLstmPolicy", dict(HEAD, lstm_hidden_size=args.units), args.env, args.n_envs,
-                         args.steps, args.seed)
+    hyper = dict(n_steps=args.n_steps, n_epochs=args.n_epochs)
+    images = is_image_space(make_vec_env(args.env, n_envs=1).observation_space)
+    head = dict(HEAD, features_extractor_class=NCPConvExtractor) if images else HEAD
+    lstm, lstm_cpu = run("CnnLstmPolicy" if images else "MlpLstmPolicy", dict(head, lstm_hidden_size=args.units),
+                         args.env, args.n_envs, args.steps, args.seed, hyper=hyper)
     print(f"LSTM-{args.units}: {lstm:.0f} env steps/s wall clock, {lstm_cpu:.0f} per CPU second")
     options = json.loads(args.cell_options)
-    liquid, liquid_cpu = run(LiquidRecurrentPolicy, dict(HEAD, cell=args.cell, units=args.units, **options), args.env,
-                 args.n_envs, args.steps, args.seed, args.profile)
+    liquid, liquid_cpu = run(CnnLiquidRecurrentPolicy if images else LiquidRecurrentPolicy,
+                             dict(head, cell=args.cell, units=args.units, **options), args.env,
+                             args.n_envs, args.steps, args.seed, args.profile, hyper)
     print(f"{args.cell.upper()}-{args.units} {options or ''}: {liquid:.0f} env steps/s wall clock, "
           f"{liquid_cpu:.0f} per CPU second")
     print(f"ratio {args.cell}/lstm: {liquid / lstm:.2f} (wall clock), {liquid_cpu / lstm_cpu:.2f} (CPU time)")
     if args.json:
         with open(args.json, "a") as f:
             f.write(json.dumps(dict(env=args.env, cell=args.cell, units=args.units, steps=args.steps,
-                                    n_envs=args.n_envs, threads=args.threads, cell_options=options, lstm_sps=lstm,
+                                    n_envs=args.n_envs, n_steps=args.n_steps, n_epochs=args.n_epochs,
+                                    threads=args.threads, cell_options=options, lstm_sps=lstm,
                                     liquid_sps=liquid, ratio=liquid / lstm, lstm_cpu_sps=lstm_cpu,
                                     liquid_cpu_sps=liquid_cpu, cpu_ratio=liquid_cpu / lstm_cpu)) + "\n")
 

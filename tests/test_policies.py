@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sb3_contrib import RecurrentPPO
 from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.callbacks import CallbackList
@@ -27,6 +29,7 @@ from liquid_rl.policies import (
     CoreAsLSTM,
     LiquidRecurrentPolicy,
     MultiInputLiquidRecurrentPolicy,
+    extract_zero_rows_once,
 )
 from liquid_rl.wirings import NCP
 
@@ -432,3 +435,70 @@ def test_rnn_states_are_the_packed_core_state():
     states = RNNStates((h, c), (h, c))
     _, values, _, new = policy(torch.randn(3, 4), states, torch.zeros(3))
     assert new.pi[0].shape == (1, 3, 4) and values.shape == (3, 1)
+
+
+def _conv_extract() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(27, 4))
+
+
+@settings(max_examples=40, deadline=None)
+@given(zero=st.lists(st.booleans(), min_size=1, max_size=12), seed=st.integers(0, 2**16),
+       images=st.booleans())
+def test_zero_rows_go_through_the_extractor_once_and_change_nothing(zero, seed, images):
+    net = _conv_extract()
+    obs = torch.randn(len(zero), 2, 5, 5, generator=torch.Generator().manual_seed(seed))
+    if images:  # uint8 as image envs give them; a real frame may hold zero pixels
+        obs = (obs.clamp(-2, 2) * 60 + 128).to(torch.uint8)
+        obs[:, 0, 0, 0] = 0
+    obs[torch.tensor(zero)] = 0
+    seen: list[int] = []
+
+    def extract(x):
+        seen.append(x.shape[0])
+        return net(x.float())
+
+    out = extract_zero_rows_once(extract, obs)
+    grads = torch.autograd.grad((out * torch.arange(out.numel()).reshape(out.shape)).sum(), list(net.parameters()))
+    expected = net(obs.float())
+    expected_grads = torch.autograd.grad((expected * torch.arange(out.numel()).reshape(out.shape)).sum(),
+                                         list(net.parameters()))
+    n_zero = sum(zero)
+    assert seen == [len(zero) - n_zero + 1 if n_zero >= 2 else len(zero)]
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    for g, e in zip(grads, expected_grads):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
+
+
+def test_image_minibatches_skip_padding_and_share_one_extractor_pass(monkeypatch):
+    # Short pixel episodes under a random policy: most rows of a training minibatch are padding.
+    model = RecurrentPPO(CnnLiquidRecurrentPolicy, make_vec_env("liquid_rl/LaneKeepingPixels-v0", n_envs=4, seed=0),
+                         n_steps=48, batch_size=96, n_epochs=1, seed=0,
+                         policy_kwargs=dict(cell="cfc", units=8, critic_core={"units": 6}))
+    _rollout(model)
+    policy = model.policy
+    assert policy.pi_features_extractor is policy.vf_features_extractor
+    rows: list[int] = []
+    policy.features_extractor.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
+    padded = real = 0
+    for data in model.rollout_buffer.get(96):
+        mask = data.mask > 1e-8
+        rows.clear()
+        values, log_prob, entropy = policy.evaluate_actions(
+            data.observations, data.actions, data.lstm_states, data.episode_starts)
+        assert rows == [int(mask.sum()) + (len(mask) - int(mask.sum()) >= 2)]  # real rows + one zero row, one pass
+        np.testing.assert_allclose(log_prob[mask].detach(), data.old_log_prob[mask], atol=1e-5)
+        np.testing.assert_allclose(values.flatten()[mask].detach(), data.old_values[mask], atol=1e-5)
+        loss = (values.flatten()[mask].sum() + log_prob[mask].sum())
+        grads = torch.autograd.grad(loss, list(policy.parameters()), allow_unused=True)
+        with monkeypatch.context() as m:  # the same minibatch, every row through the extractor
+            m.setattr("liquid_rl.policies.extract_zero_rows_once", lambda extract, obs: extract(obs))
+            v2, lp2, _ = policy.evaluate_actions(data.observations, data.actions, data.lstm_states, data.episode_starts)
+            grads2 = torch.autograd.grad(v2.flatten()[mask].sum() + lp2[mask].sum(), list(policy.parameters()),
+                                         allow_unused=True)
+        torch.testing.assert_close(values, v2, rtol=1e-5, atol=1e-6)
+        for g, e in zip(grads, grads2):
+            if e is not None:
+                torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
+        padded, real = padded + len(mask), real + int(mask.sum())
+    assert padded > 1.5 * real  # the case this is for
