@@ -187,11 +187,15 @@ def _rms_from_json(rms: RunningMeanStd, data: Mapping[str, Any], what: str) -> N
 
 
 def normalization_to_json(venv: VecNormalize) -> dict[str, Any]:
-    """VecNormalize statistics as plain JSON data (SB3 pickles them; we do not)."""
-    if isinstance(venv.obs_rms, dict):
-        obs: Any = {k: _rms_to_json(r) for k, r in venv.obs_rms.items()}
-    else:
-        obs = _rms_to_json(venv.obs_rms)
+    """VecNormalize statistics as plain JSON data (SB3 pickles them; we do not).
+    ``obs_rms`` is None where only rewards are normalised (VecNormalize keeps no
+    observation statistics then)."""
+    obs: Any = None
+    if venv.norm_obs:
+        if isinstance(venv.obs_rms, dict):
+            obs = {k: _rms_to_json(r) for k, r in venv.obs_rms.items()}
+        else:
+            obs = _rms_to_json(venv.obs_rms)
     return {"obs_rms": obs, "ret_rms": _rms_to_json(venv.ret_rms), "norm_obs": bool(venv.norm_obs),
             "norm_reward": bool(venv.norm_reward), "clip_obs": float(venv.clip_obs),
             "clip_reward": float(venv.clip_reward), "gamma": float(venv.gamma), "epsilon": float(venv.epsilon)}
@@ -200,11 +204,15 @@ def normalization_to_json(venv: VecNormalize) -> dict[str, Any]:
 def normalization_from_json(venv: VecNormalize, data: Mapping[str, Any]) -> None:
     """Load statistics written by :func:`normalization_to_json` into ``venv``."""
     try:
-        if isinstance(venv.obs_rms, dict):
-            for k, r in venv.obs_rms.items():
-                _rms_from_json(r, data["obs_rms"][k], f"observation {k!r}")
-        else:
-            _rms_from_json(venv.obs_rms, data["obs_rms"], "observations")
+        if venv.norm_obs:
+            if data["obs_rms"] is None:
+                raise ConfigError("the saved normalisation has no observation statistics (trained with "
+                                  "env.normalize.obs false) but the env normalises observations")
+            if isinstance(venv.obs_rms, dict):
+                for k, r in venv.obs_rms.items():
+                    _rms_from_json(r, data["obs_rms"][k], f"observation {k!r}")
+            else:
+                _rms_from_json(venv.obs_rms, data["obs_rms"], "observations")
         _rms_from_json(venv.ret_rms, data["ret_rms"], "returns")
     except (KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"invalid normalisation statistics ({_one_line(e)})") from None

@@ -178,3 +178,19 @@ def test_bad_configs_exit_2_and_write_nothing(tmp_path, capsys, change, message)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("liquid-rl: error: config: ") and message in err[0], err
     assert not run.exists()
+
+
+def test_reward_only_normalisation_checkpoints_resumes_and_evaluates(tmp_path):
+    # VecNormalize keeps no observation statistics with norm_obs=False; saving must not need them.
+    config = dict(MLP, env=dict(MLP["env"], normalize={"obs": False, "reward": True}),
+                  train=dict(MLP["train"], checkpoint_every=64))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(write_config(tmp_path / "c.yaml", config)), "--out", str(run),
+                 "--no-progress"]) == 0
+    norm = read_metadata(run / "final/model.zip")["normalization"]
+    assert norm["obs_rms"] is None and norm["norm_obs"] is False and norm["ret_rms"]["count"] > 1
+    assert json.loads((run / "checkpoints/latest.json").read_text())["step"] == 128
+    assert main(["train", "--resume", str(run), "--set", "train.total_timesteps=192", "--no-progress"]) == 0
+    assert read_metadata(run / "final/model.zip")["normalization"]["ret_rms"]["count"] > norm["ret_rms"]["count"]
+    assert main(["eval", str(run), "--episodes", "2", "--no-progress"]) == 0
+    assert len(json.loads((run / "eval.json").read_text())["returns"]) == 2
