@@ -12,6 +12,8 @@ agent sees them) -> VecEnv -> ``VecNormalize`` -> ``VecFrameStack``.
 
 from __future__ import annotations
 
+import copy
+
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -48,6 +50,7 @@ __all__ = [
     "policy_spec",
     "build_model",
     "find_vecnormalize",
+    "sync_normalization",
     "normalization_to_json",
     "normalization_from_json",
     "linear_schedule",
@@ -169,6 +172,18 @@ def find_vecnormalize(venv: VecEnv | None) -> VecNormalize | None:
             return venv
         venv = venv.venv if isinstance(venv, VecEnvWrapper) else None
     return None
+
+
+def sync_normalization(train_env: VecEnv, eval_env: VecEnv) -> None:
+    """Copy the training env's VecNormalize statistics into the eval env's, wherever each
+    sits in its chain of wrappers (SB3 puts VecTransposeImage above the training env's;
+    ``sync_envs_normalization`` needs the same chains and observation statistics)."""
+    src, dst = find_vecnormalize(train_env), find_vecnormalize(eval_env)
+    if src is None or dst is None:
+        return
+    if src.norm_obs and dst.norm_obs:
+        dst.obs_rms = copy.deepcopy(src.obs_rms)
+    dst.ret_rms = copy.deepcopy(src.ret_rms)
 
 
 def _rms_to_json(rms: RunningMeanStd) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat, configure, make_output_format
 from torch.utils.tensorboard import SummaryWriter
-from stable_baselines3.common.vec_env import VecEnv, sync_envs_normalization
+from stable_baselines3.common.vec_env import VecEnv
 
 from liquid_rl.agents.algorithms import is_off_policy
 from liquid_rl.agents.build import (
@@ -45,6 +45,7 @@ from liquid_rl.agents.build import (
     find_vecnormalize,
     make_vec_env,
     normalization_to_json,
+    sync_normalization,
 )
 from liquid_rl.agents.checkpoints import latest_checkpoint, write_checkpoint
 from liquid_rl.agents.config import apply_overrides, dump_config, load_config, validate_config
@@ -236,8 +237,7 @@ class BestModelCallback(BaseCallback):
 
     def evaluate(self) -> dict[str, Any]:
         train_env = self.model.get_env()
-        if find_vecnormalize(train_env) is not None:
-            sync_envs_normalization(train_env, self.eval_env)
+        sync_normalization(train_env, self.eval_env)
         t = self.config["train"]
         returns, lengths = run_episodes(self.model, self.eval_env, t["eval_episodes"], t["eval_deterministic"])
         self.last_step = self.num_timesteps

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from stable_baselines3.common.vec_env import sync_envs_normalization
 
-from liquid_rl.agents.build import apply_threads, build_model, find_vecnormalize, make_vec_env
+from liquid_rl.agents.build import apply_threads, build_model, find_vecnormalize, make_vec_env, sync_normalization
 from liquid_rl.agents.config import load_config
 from liquid_rl.agents.diagnostics import core_neurons
 
@@ -55,8 +54,7 @@ def main() -> None:
     model.learn(cfg["train"]["total_timesteps"])
 
     eval_env = make_vec_env(cfg, n_envs=1, seed=args.seed + EVAL_SEED_OFFSET, training=False)
-    if find_vecnormalize(env) is not None:
-        sync_envs_normalization(env, eval_env)
+    sync_normalization(env, eval_env)
     eval_norm = find_vecnormalize(eval_env)
     states_seen: list[np.ndarray] = []
     inputs_seen: list[np.ndarray] = []

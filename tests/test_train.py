@@ -180,16 +180,18 @@ def test_bad_configs_exit_2_and_write_nothing(tmp_path, capsys, change, message)
     assert not run.exists()
 
 
-def test_reward_only_normalisation_checkpoints_resumes_and_evaluates(tmp_path):
+@pytest.mark.parametrize("env_id", ["liquid_rl/LaneKeeping-v0", "liquid_rl/LaneKeepingPixels-v0"])
+def test_reward_only_normalisation_checkpoints_resumes_and_evaluates(tmp_path, env_id):
     # VecNormalize keeps no observation statistics with norm_obs=False; saving must not need them.
-    config = dict(MLP, env=dict(MLP["env"], normalize={"obs": False, "reward": True}),
-                  train=dict(MLP["train"], checkpoint_every=64))
+    config = dict(MLP, env=dict(MLP["env"], id=env_id, normalize={"obs": False, "reward": True}),
+                  train=dict(MLP["train"], checkpoint_every=64, eval_every=64, eval_episodes=1))
     run = tmp_path / "run"
     assert main(["train", "--config", str(write_config(tmp_path / "c.yaml", config)), "--out", str(run),
                  "--no-progress"]) == 0
     norm = read_metadata(run / "final/model.zip")["normalization"]
     assert norm["obs_rms"] is None and norm["norm_obs"] is False and norm["ret_rms"]["count"] > 1
     assert json.loads((run / "checkpoints/latest.json").read_text())["step"] == 128
+    assert [e["step"] for e in json.loads((run / "evaluations.json").read_text())] == [64, 128]
     assert main(["train", "--resume", str(run), "--set", "train.total_timesteps=192", "--no-progress"]) == 0
     assert read_metadata(run / "final/model.zip")["normalization"]["ret_rms"]["count"] > norm["ret_rms"]["count"]
     assert main(["eval", str(run), "--episodes", "2", "--no-progress"]) == 0
