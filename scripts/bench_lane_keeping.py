@@ -30,7 +30,7 @@ SUITES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("noise=0,0.05,0.1,0.2,0.4", "dropout=0,0.1,0.2,0.4", "delay=0,1,2,4", "control_rate=-0.5,0,0.5,1"),
     ),
     "pixels": (
-        ("lane_keeping_pixels_ncp", "lane_keeping_pixels_lstm", "lane_keeping_pixels_cnn"),
+        ("lane_keeping_pixels_ncp", "lane_keeping_pixels_lstm", "lane_keeping_pixels_cfc", "lane_keeping_pixels_cnn"),
         ("noise=0,0.05,0.1,0.2", "delay=0,1,2,4", "control_rate=-0.5,0,0.5,1", "brightness=-0.5,0,0.5,1",
          "occlusion=0,0.1,0.25", "blur=0,0.5,1,2"),
     ),
@@ -53,6 +53,8 @@ def _finished(results: Path) -> set[tuple[str, int]]:
 def _pool(results: Path, env: str) -> None:
     from liquid_rl.agents.robustness import write_robustness
 
+    if not results.is_file():
+        return
     rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
     runs = [r for r in rows if r["env"] == env]
     if not runs:
@@ -129,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                 with results.open("a") as f:
                     f.write(json.dumps(line) + "\n")
                 _pool(results, env)
+    for env in args.envs:  # again at the end: two instances on disjoint --configs may interleave
+        _pool(results, env)
     return 0
 
 
