@@ -13,7 +13,6 @@ agent sees them) -> VecEnv -> ``VecNormalize`` -> ``VecFrameStack``.
 from __future__ import annotations
 
 import copy
-
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
