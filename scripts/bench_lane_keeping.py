@@ -31,8 +31,8 @@ SUITES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
     "pixels": (
         ("lane_keeping_pixels_ncp", "lane_keeping_pixels_lstm", "lane_keeping_pixels_cfc", "lane_keeping_pixels_cnn"),
-        ("noise=0,0.05,0.1,0.2", "delay=0,1,2,4", "control_rate=-0.5,0,0.5,1", "brightness=-0.5,0,0.5,1",
-         "occlusion=0,0.1,0.25", "blur=0,0.5,1,2"),
+        ("noise=0,0.05,0.1,0.2", "dropout=0,0.05,0.1,0.2", "delay=0,1,2,4", "control_rate=-0.5,0,0.5,1",
+         "brightness=-0.5,0,0.5,1", "occlusion=0,0.1,0.25", "blur=0,0.5,1,2"),
     ),
 }
 
@@ -43,11 +43,16 @@ def _cli(*args: str) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
-def _finished(results: Path) -> set[tuple[str, int]]:
+def _finished(results: Path) -> dict[tuple[str, int], set[str]]:
+    """(config, seed) -> the perturbation kinds already measured (a run may have several lines)."""
+    done: dict[tuple[str, int], set[str]] = {}
     if not results.is_file():
-        return set()
-    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
-    return {(r["config"], int(r["seed"])) for r in rows}
+        return done
+    for line in results.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            done.setdefault((r["config"], int(r["seed"])), set()).update(x["perturbation"] for x in r["rows"])
+    return done
 
 
 def _pool(results: Path, env: str) -> None:
@@ -61,9 +66,9 @@ def _pool(results: Path, env: str) -> None:
         return
     out = results.parent / f"lane_keeping_robustness_{env}"
     settings = {"episodes": runs[0]["episodes"], "seed": 0, "deterministic": True,
-                "runs": [f"{r['config']}@{r['seed']}" for r in runs]}
+                "runs": list(dict.fromkeys(f"{r['config']}@{r['seed']}" for r in runs))}
     write_robustness([row for r in runs for row in r["rows"]], out, settings)
-    print(f"pooled {len(runs)} runs -> {out}", flush=True)
+    print(f"pooled {len(settings['runs'])} runs -> {out}", flush=True)
 
 
 def table(results: Path, env: str) -> str:
@@ -111,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
             for config in configs:
                 if args.configs is not None and config not in args.configs:
                     continue
-                if (config, seed) in _finished(results):
+                done = _finished(results).get((config, seed), set())
+                todo = [x for x in perturb if x.partition("=")[0] not in done]
+                if not todo:
                     continue
                 run = runs / f"{config}_s{seed}"
                 if (run / "final" / "model.zip").is_file():
@@ -121,9 +128,10 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     _cli("train", "--config", str(ROOT / "configs" / f"{config}.yaml"), "--seed", str(seed),
                          "--set", f"train.total_timesteps={args.timesteps}", "--out", str(run))
-                out = run / "robustness"
+                # kinds added to a suite later are measured on their own, next to the first ones
+                out = run / ("robustness" if not done else "robustness_" + "_".join(x.partition("=")[0] for x in todo))
                 name = os.path.relpath(run, ROOT) if run.is_relative_to(ROOT) else str(run)
-                _cli("robustness", name, *[a for x in perturb for a in ("--perturb", x)],
+                _cli("robustness", name, *[a for x in todo for a in ("--perturb", x)],
                      "--episodes", str(args.episodes), "--out", str(out))
                 data = json.loads((out / "robustness.json").read_text())
                 line = {"env": env, "config": config, "seed": seed, "timesteps": args.timesteps,
